@@ -1,0 +1,37 @@
+"""speakerid: tell who is speaking in a recording.
+
+The public API is re-exported here and imported lazily, so that `import speakerid`
+(and `speakerid --help`) stays fast: torch and friends load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "SpeakerIdError": "speakerid.errors",
+    "AudioError": "speakerid.errors",
+    "CorpusError": "speakerid.errors",
+    "RunError": "speakerid.errors",
+    "RegistryError": "speakerid.errors",
+    "ModelError": "speakerid.errors",
+    "load_audio": "speakerid.audio",
+    "decode_audio": "speakerid.audio",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'speakerid' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
