@@ -102,4 +102,4 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write mono audio (float in [-1, 1] or int16) as a 16-bit PCM WAV file."""
     samples = audio if audio.dtype == np.int16 else to_int16(audio)
-    sf.write(str(path), samples, sample_rate, subtype="PCM_16")
+    sf.write(str(path), samples, sample_rate, subtype="PCM_16", format="WAV")

@@ -59,11 +59,9 @@ def prepare(
     result = run_prepare(data_dir, out, config, workers=workers, force=force, progress=not quiet)
     s = result.summary
     rows = [[split, s["recordings_per_split"][split], s["chunks"][split]] for split in ("train", "validation", "test")]
-    print_table(
-        f"{out}: {s['speakers']} speakers, {s['recordings']} recordings, {s['minutes']:.1f} min, "
-        f"{chunk:g}-s chunks ({result.resumed} recordings already decoded)",
-        ["split", "recordings", "chunks"], rows,
-    )
+    typer.echo(f"{out}: {s['speakers']} speakers, {s['recordings']} recordings, {s['minutes']:.1f} min, "
+               f"{chunk:g}-s chunks; {result.resumed} recordings were decoded already")
+    print_table("", ["split", "recordings", "chunks"], rows)
     for note in s["notes"]:
         typer.secho(f"note: {note}", err=True)
     _report_rejected(result.rejected, out / REJECTED_FILE)
@@ -89,9 +87,68 @@ def synth(
     typer.echo(f"wrote {len(paths)} recordings of {speakers} speakers to {out}")
 
 
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise SpeakerIdError(f"{path} exists; pass --force to replace it")
+
+
+@app.command("plot-mfcc")
+def plot_mfcc(
+    corpus: Path = typer.Argument(..., help="A corpus made by `speakerid prepare`."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    n_mfcc: int = typer.Option(40, help="Number of MFCC coefficients."),
+    split: str = typer.Option("train", help="Split to draw chunks from."),
+    seed: int = typer.Option(0, help="Seed of the random chunk choice."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Draw one MFCC panel of a random chunk per speaker, in a grid."""
+    from speakerid.corpus import Corpus
+    from speakerid.features import FeatureConfig
+    from speakerid.plots import plot_mfcc_grid
+
+    _refuse_existing(out, force)
+    path = plot_mfcc_grid(Corpus.open(corpus), out, FeatureConfig(n_mfcc=n_mfcc), seed=seed, split=split)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("export-chunks")
+def export_chunks(
+    corpus: Path = typer.Argument(..., help="A corpus made by `speakerid prepare`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for OUT/<split>/<speaker>/<recording>_<k>.wav."),
+    split: Optional[str] = typer.Option(None, help="Only this split (train, validation, test)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write every chunk as a WAV file (what pydub's make_chunks produced). Resumes; never overwrites."""
+    from speakerid.corpus import Corpus
+    from speakerid.export import export_chunks as run_export
+
+    written = run_export(Corpus.open(corpus), out, split=split, progress=not quiet)
+    typer.echo(f"wrote {written} chunk files to {out}")
+
+
+@app.command("export-images")
+def export_images(
+    corpus: Path = typer.Argument(..., help="A corpus made by `speakerid prepare`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for OUT/<split>/<speaker>/<recording>_<k>.png."),
+    n_mfcc: int = typer.Option(40, help="Number of MFCC coefficients."),
+    size: int = typer.Option(300, help="Image width and height in pixels."),
+    image_format: str = typer.Option("png", "--format", help="'png' (lossless) or 'jpg'."),
+    split: Optional[str] = typer.Option(None, help="Only this split (train, validation, test)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write each chunk's MFCC as a size x size RGB image (the ResNet50 recipe's input). Resumes; never overwrites."""
+    from speakerid.corpus import Corpus
+    from speakerid.export import export_images as run_export
+    from speakerid.features import FeatureConfig
+
+    written = run_export(Corpus.open(corpus), out, FeatureConfig(n_mfcc=n_mfcc), size=size,
+                         image_format=image_format, split=split, progress=not quiet)
+    typer.echo(f"wrote {written} images to {out}")
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a `typer.Exit` raised by a command
     except SpeakerIdError as err:
         typer.secho(f"error: {err}", err=True, fg="red")
         sys.exit(EXIT_ERROR)
@@ -109,6 +166,7 @@ def main() -> None:
         if isinstance(err, click.exceptions.Abort):
             sys.exit(EXIT_ERROR)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

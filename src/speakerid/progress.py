@@ -26,7 +26,7 @@ def print_table(title: str, columns: list[str], rows: list[list], err: bool = Fa
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title or None, title_justify="left")
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:

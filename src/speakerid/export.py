@@ -1,0 +1,88 @@
+"""Exports of a corpus as files: chunk WAVs (what pydub's make_chunks wrote) and MFCC images.
+
+Neither is a step of training; they exist for other tools. Both write
+OUT/<split>/<speaker>/<recording>_<k>.<ext>, skip files already written (an interrupted export
+resumes) and refuse to touch a folder holding files they would not write.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from speakerid.audio import write_wav
+from speakerid.corpus import SPLITS, Corpus
+from speakerid.errors import CorpusError
+from speakerid.features import FeatureConfig
+from speakerid.progress import progress_bar
+
+
+def export_chunks(corpus: Corpus, out: str | Path, split: str | None = None, progress: bool = True) -> int:
+    """Write every chunk (of one split, or all) as a 16-bit WAV file; returns how many were written."""
+    todo = _plan(corpus, Path(out), "wav", split)
+    with progress_bar("writing chunks", total=len(todo), enabled=progress) as advance:
+        for index, path in todo:
+            _atomic(path, lambda tmp: write_wav(tmp, corpus.chunk_audio(index), corpus.sample_rate))
+            advance()
+    return len(todo)
+
+
+def export_images(corpus: Corpus, out: str | Path, features: FeatureConfig | None = None, size: int = 300,
+                  image_format: str = "png", split: str | None = None, batch_size: int = 64,
+                  progress: bool = True) -> int:
+    """Write each chunk's MFCC picture (size x size RGB), exactly what the resnet50 model sees."""
+    import torch
+    from PIL import Image
+
+    from speakerid.features import MfccImage
+
+    if image_format not in ("png", "jpg"):
+        raise CorpusError(f"image format must be 'png' or 'jpg', got {image_format!r}")
+    todo = _plan(corpus, Path(out), image_format, split)
+    to_image = MfccImage(features or FeatureConfig(), size=size)
+    with progress_bar("writing images", total=len(todo), enabled=progress) as advance, torch.no_grad():
+        for first in range(0, len(todo), batch_size):
+            batch = todo[first : first + batch_size]
+            waves = torch.from_numpy(np.stack([corpus.chunk_audio(i) for i, _ in batch]))
+            pixels = (to_image(waves).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+            for (_, path), picture in zip(batch, pixels):
+                _atomic(path, lambda tmp: _save_image(Image.fromarray(picture), tmp, image_format))
+            advance(len(batch))
+    return len(todo)
+
+
+def _save_image(image, path: Path, image_format: str) -> None:
+    if image_format == "jpg":
+        image.save(path, format="JPEG", quality=95)
+    else:
+        image.save(path, format="PNG", compress_level=1)  # 3x faster than the default level, 25 % larger
+
+
+def _plan(corpus: Corpus, out: Path, ext: str, split: str | None) -> list[tuple[int, Path]]:
+    """(chunk index, file) for every chunk still to write; refuses a folder holding other files."""
+    indices = corpus.split_indices(split) if split else np.arange(len(corpus.chunk_label))
+    wanted: list[tuple[int, Path]] = []
+    position: dict[int, int] = {}
+    for index in indices:
+        r = int(corpus.chunk_recording[index])
+        k = position[r] = position.get(r, -1) + 1
+        recording = corpus.recording_ids[r]
+        speaker, _, rest = recording.partition("/")
+        stem = Path(rest).with_suffix("").as_posix().replace("/", "__")
+        name = f"{stem}_{k:04d}.{ext}"
+        wanted.append((int(index), out / SPLITS[corpus.chunk_split[index]] / speaker / name))
+    if out.exists():
+        expected = {path for _, path in wanted}
+        foreign = [p for p in out.rglob("*") if p.is_file() and p not in expected and not p.name.endswith(".tmp")]
+        if foreign:
+            raise CorpusError(f"{out} holds files this export would not write (e.g. {foreign[0]}); choose an empty or new folder")
+    return [(i, p) for i, p in wanted if not p.exists()]
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
