@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -34,3 +38,34 @@ def link_subset(source: Path, dest: Path, speakers: int, per_speaker: int | None
         for f in sorted(folder.glob(pattern))[:per_speaker]:
             (dest / folder.name / f.name).symlink_to(f)
     return dest
+
+
+@pytest.fixture(scope="session")
+def small_corpus(dsp20, tmp_path_factory) -> Path:
+    """4 real speakers x 5 recordings of dsp20, prepared in 3-s chunks (3 train, 1 validation, 1 test recording each)."""
+    from speakerid.corpus import PrepareConfig, prepare
+
+    root = tmp_path_factory.mktemp("small")
+    data = link_subset(dsp20, root / "data", speakers=4)
+    prepare(data, root / "corpus", PrepareConfig(chunk_seconds=3), progress=False)
+    return root / "corpus"
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free 127.0.0.1 port in a background thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -20,6 +20,19 @@ _EXPORTS = {
     "ModelError": "speakerid.errors",
     "load_audio": "speakerid.audio",
     "decode_audio": "speakerid.audio",
+    "synthesize": "speakerid.synth",
+    "prepare": "speakerid.corpus",
+    "PrepareConfig": "speakerid.corpus",
+    "Corpus": "speakerid.corpus",
+    "FeatureConfig": "speakerid.features",
+    "build_frontend": "speakerid.features",
+    "build_model": "speakerid.models",
+    "model_names": "speakerid.models",
+    "train": "speakerid.training",
+    "TrainConfig": "speakerid.training",
+    "evaluate": "speakerid.evaluation",
+    "Identifier": "speakerid.identify",
+    "load_run": "speakerid.rundir",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -88,9 +88,9 @@ def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 def _reason(err: Exception) -> str:
     text = str(err)
-    # libsndfile messages read "Error opening 'path': Format not recognised."; keep the reason only.
-    if "': " in text:
-        text = text.split("': ", 1)[1]
+    # libsndfile says "Error opening 'path': Format not recognised." (or "<_io.BytesIO ...>: ..."): keep the reason.
+    if text.startswith("Error opening"):
+        text = text.rsplit(": ", 1)[-1]
     return text.strip().rstrip(".") or type(err).__name__
 
 

@@ -1,0 +1,139 @@
+"""A run directory: what `train` writes and everything else loads.
+
+    config.json        model (name, classes, features, options), chunking, training settings, best epoch
+    labels.json        speaker names in label order
+    model.safetensors  the best weights (by validation accuracy)
+    checkpoint.pt      the last epoch's model and optimizer state, for --resume (tensors only)
+    metrics.csv        one row per epoch
+    curves.png         training curves
+    report.md, metrics.json, confusion.png   what `evaluate` wrote
+
+Loading reads JSON and tensors only: a run file never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speakerid.corpus import PrepareConfig
+from speakerid.errors import ModelError, RunError
+from speakerid.models import SpeakerModel, model_from_config
+
+FORMAT = "speakerid-run/1"
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.csv"
+CURVES_FILE = "curves.png"
+# written by `evaluate`
+REPORT_FILE = "report.md"
+EVALUATION_FILE = "metrics.json"
+CONFUSION_FILE = "confusion.png"
+RUN_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, CURVES_FILE,
+             REPORT_FILE, EVALUATION_FILE, CONFUSION_FILE)
+
+
+@dataclass
+class Run:
+    """A trained model with what it needs to be used: labels and the chunking it was trained on."""
+
+    path: Path
+    config: dict[str, Any]
+    labels: list[str]
+    model: SpeakerModel
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config["chunking"]["sample_rate"]
+
+    @property
+    def chunk_seconds(self) -> float:
+        return self.config["chunking"]["chunk_seconds"]
+
+    @property
+    def chunking(self) -> PrepareConfig:
+        """How new recordings are cut for this model: as its corpus was, a clip shorter than a chunk padded."""
+        c = self.config["chunking"]
+        return PrepareConfig(chunk_seconds=c["chunk_seconds"], hop_seconds=c["hop_seconds"], tail=c["tail"],
+                             short="pad", sample_rate=c["sample_rate"])
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_weights(model: SpeakerModel, path: Path) -> None:
+    """The model's state dict as safetensors, written atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT, "model": model.name})
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise RunError(f"{path.parent} has no {path.name}; it is not a speakerid run directory (or training never started)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise RunError(f"{path} is not readable {what} ({err}); the run directory is damaged") from None
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Load a run directory's best model, in eval mode, on `device`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path} is not a run directory; train one with `speakerid train CORPUS --out {path}`")
+    config = read_json(path / CONFIG_FILE, "run configuration")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise RunError(f"{path / CONFIG_FILE} is not a speakerid run configuration (format {FORMAT!r} expected)")
+    labels = read_json(path / LABELS_FILE, "speaker labels")
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise RunError(f"{path} has no {WEIGHTS_FILE}: training has not finished an epoch; continue it with `speakerid train --resume`")
+    try:
+        model = model_from_config(config["model"])
+    except (ModelError, KeyError, TypeError) as err:
+        raise RunError(f"{path / CONFIG_FILE} describes no model speakerid can build ({err})") from None
+    if not isinstance(labels, list) or len(labels) != model.n_classes:
+        raise RunError(f"{path / LABELS_FILE} does not hold {model.n_classes} speaker names")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise RunError(f"{weights} is not readable safetensors ({err}); the file is truncated or foreign") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0:2]
+        raise RunError(f"{weights} does not fit the model in {CONFIG_FILE} ({' '.join(first)})") from None
+    model.to(device).eval()
+    return Run(path, config, labels, model)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The resume state (tensors and plain values only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a torn or foreign file
+        raise RunError(f"{path} is not a readable checkpoint ({type(err).__name__}); it may be truncated") from None
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

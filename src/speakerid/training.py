@@ -1,0 +1,342 @@
+"""train: fit a speaker model on a prepared corpus (CPU, one GPU, or several with DDP under torchrun).
+
+Every random choice of an epoch (order, window jitter, dropout) is seeded by (seed, epoch), so a
+run resumed from its last checkpoint ends with the same weights as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from speakerid import rundir
+from speakerid.corpus import Corpus
+from speakerid.errors import RunError
+from speakerid.features import FeatureConfig
+from speakerid.models import SpeakerModel, build_model, load_pretrained
+
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained. `options` are the model family's own (see `speakerid.models`)."""
+
+    model: str = "cnn"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    options: dict = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    patience: int = 10  # epochs without a better validation accuracy before stopping; 0: never stop early
+    jitter: float = 0.5  # shift each training window by up to this fraction of a chunk, inside its recording
+    max_minutes: float | None = None  # stop after the epoch in which this much training time has passed
+    workers: int | None = None  # DataLoader processes; default 0 on CPU (the model uses the cores), 4 on CUDA
+    device: str = "auto"  # "auto": CUDA when present, else CPU
+    pretrained: str | None = None  # resnet50: a local torchvision-format ImageNet state dict to start from
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["features"] = self.features.to_dict()
+        return values
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    best_epoch: int
+    best_val_acc: float | None
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class ChunkDataset(Dataset):
+    """The chunks of one split as (int16 waveform, label) pairs, read from the corpus cache."""
+
+    def __init__(self, corpus: Corpus, split: str, jitter: float = 0.0, seed: int = 0):
+        self.corpus = corpus
+        self.indices = corpus.split_indices(split)
+        self.max_shift = int(jitter * corpus.chunk_samples)
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        index = int(self.indices[i])
+        shift = 0
+        if self.max_shift:
+            shift = int(np.random.default_rng([self.seed, self.epoch, index]).integers(-self.max_shift, self.max_shift + 1))
+        wave = self.corpus.chunk_audio(index, shift)
+        return torch.from_numpy(wave), int(self.corpus.chunk_label[index])
+
+
+def train(
+    corpus: str | Path | Corpus,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[int, dict, SpeakerModel], None] | None = None,
+) -> TrainResult:
+    """Train `config.model` on the corpus's train split, choosing the best epoch on its validation split.
+
+    Writes a run directory at `out` (see `speakerid.rundir`). `resume` continues from the last
+    checkpoint there (`config.epochs` may be raised; nothing else may change). `on_epoch(epoch,
+    metrics, model)` runs on rank 0 after each epoch, outside the training clock.
+    """
+    config = config or TrainConfig()
+    corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
+    out = Path(out)
+    rank, world, local_rank = _init_distributed()
+    device = _device(config.device, local_rank)
+    if world > 1 and device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+
+    run_config = _run_config(corpus, config, world)
+    if rank == 0:
+        _claim_run_dir(out, run_config, resume, force)
+        rundir.write_json(out / rundir.LABELS_FILE, corpus.labels)
+    _barrier()
+    state = rundir.load_checkpoint(out / rundir.CHECKPOINT_FILE) if resume else None
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, len(corpus.labels), config.features, **config.options)
+    if config.pretrained and state is None:
+        load_pretrained(model, config.pretrained)
+    model.to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    history: list[dict] = []
+    best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
+    bad_epochs, seconds, start_epoch = 0, 0.0, 1
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
+        seconds, start_epoch = state["seconds"], state["epoch"] + 1
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+
+    train_set = ChunkDataset(corpus, "train", config.jitter, config.seed)
+    if len(train_set) == 0:
+        raise RunError(f"{corpus.path} has no training chunks; prepare it with recordings long enough for one chunk")
+    val_set = ChunkDataset(corpus, "validation")
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, sampler=list(range(rank, len(val_set), world)),
+                            num_workers=workers, pin_memory=device.type == "cuda")
+    autocast = _autocast(device)
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
+    stopped_early = False
+
+    from speakerid.progress import progress_bar
+
+    remaining = max(0, config.epochs - start_epoch + 1)
+    with progress_bar(f"training {config.model}", total=remaining * len(loader), enabled=progress and rank == 0) as advance:
+        for epoch in range(start_epoch, config.epochs + 1):
+            began = time.perf_counter()
+            torch.manual_seed(config.seed * 1_000_003 + epoch)
+            sampler.set_epoch(epoch)
+            train_set.epoch = epoch
+            net.train()
+            sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
+            for waves, labels in loader:
+                waves, labels = waves.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                with autocast:
+                    logits = net(waves)
+                loss = loss_fn(logits.float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                (loss / len(labels)).backward()
+                optimizer.step()
+                sums += torch.stack([loss.detach().double(), (logits.argmax(1) == labels).sum().double(),
+                                     torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+                advance()
+            train_loss, train_acc = _reduce(sums)
+            val_loss, val_acc = _evaluate(model, val_loader, device, autocast, loss_fn)
+            seconds += time.perf_counter() - began
+            row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                   "val_loss": val_loss, "val_acc": val_acc, "seconds": round(seconds, 3)}
+            history.append(row)
+
+            improved = val_acc is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"])
+            if improved:
+                best = {"epoch": epoch, "val_acc": -1.0 if val_acc is None else val_acc,
+                        "val_loss": math.inf if val_loss is None else val_loss}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            if rank == 0:
+                if improved:
+                    rundir.save_weights(model, out / rundir.WEIGHTS_FILE)
+                rundir.save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "history": history, "best": best, "bad_epochs": bad_epochs, "seconds": seconds},
+                                       out / rundir.CHECKPOINT_FILE)
+                _write_metrics(out / rundir.METRICS_FILE, history)
+                if progress:
+                    _print_epoch(row, config.epochs, improved)
+                if on_epoch is not None:
+                    on_epoch(epoch, row, model)
+            if val_acc is not None and config.patience and bad_epochs >= config.patience:
+                stopped_early = True  # every process sees the same reduced accuracy, so all stop together
+                break
+            if _any_process(config.max_minutes is not None and seconds >= config.max_minutes * 60):
+                break
+
+    if rank == 0:
+        run_config["result"] = {"best_epoch": best["epoch"],
+                                "best_val_acc": None if best["val_acc"] < 0 else best["val_acc"],
+                                "epochs_run": len(history), "stopped_early": stopped_early, "train_seconds": round(seconds, 3)}
+        rundir.write_json(out / rundir.CONFIG_FILE, run_config)
+        from speakerid.plots import plot_curves
+
+        plot_curves(history, out / rundir.CURVES_FILE)
+    _barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return TrainResult(out, best["epoch"], None if best["val_acc"] < 0 else best["val_acc"], len(history), history, stopped_early)
+
+
+def _run_config(corpus: Corpus, config: TrainConfig, world: int) -> dict[str, Any]:
+    probe = build_model(config.model, len(corpus.labels), config.features, **config.options)  # validates options early
+    return {
+        "format": rundir.FORMAT,
+        "model": probe.config(),
+        "chunking": {"sample_rate": corpus.sample_rate, "chunk_seconds": corpus.config.chunk_seconds,
+                     "hop_seconds": corpus.config.hop_seconds, "tail": corpus.config.tail},
+        "corpus": str(corpus.path.resolve()),
+        "train": config.to_dict(),
+        "world_size": world,
+        "torch": torch.__version__,
+    }
+
+
+def _claim_run_dir(out: Path, run_config: dict, resume: bool, force: bool) -> None:
+    """Create the run directory, check it can be resumed, or refuse to touch it."""
+    if resume:
+        previous = rundir.read_json(out / rundir.CONFIG_FILE, "run configuration")
+        if not (out / rundir.CHECKPOINT_FILE).is_file():
+            raise RunError(f"{out} has no {rundir.CHECKPOINT_FILE} to resume from; train again without --resume")
+        ignore = ("epochs", "max_minutes", "workers", "device", "pretrained")
+        same = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in ignore}, "result": None}
+        if same(previous) != same(run_config):
+            raise RunError(f"{out} was trained with other settings; --resume may only change --epochs (or start a new --out)")
+        rundir.write_json(out / rundir.CONFIG_FILE, {**run_config, "result": None})
+        return
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / rundir.CONFIG_FILE).is_file():
+            raise RunError(f"{out} is not empty and is not a speakerid run; choose another --out")
+        if not force:
+            raise RunError(f"{out} holds a run already; pass --resume to continue it, --force to start it over, or choose another --out")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in rundir.RUN_FILES and not p.name.endswith(".tmp"))
+        if foreign:
+            raise RunError(f"{out} holds files speakerid did not write ({', '.join(foreign[:3])}); not deleting them")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(out / rundir.CONFIG_FILE, {**run_config, "result": None})
+
+
+def _evaluate(model: SpeakerModel, loader: DataLoader, device: torch.device, autocast, loss_fn) -> tuple[float | None, float | None]:
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for waves, labels in loader:
+            waves, labels = waves.to(device), labels.to(device)
+            with autocast:
+                logits = model(waves).float()
+            sums += torch.stack([loss_fn(logits, labels).double(), (logits.argmax(1) == labels).sum().double(),
+                                 torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+    loss, acc = _reduce(sums)
+    return loss, acc
+
+
+def _reduce(sums: torch.Tensor) -> tuple[float | None, float | None]:
+    """Mean loss and accuracy over all processes from (loss sum, correct, count)."""
+    if dist.is_initialized():
+        dist.all_reduce(sums)
+    loss, correct, count = sums.tolist()
+    if count == 0:
+        return None, None
+    return round(loss / count, 6), round(correct / count, 6)
+
+
+def _init_distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def _any_process(flag: bool) -> bool:
+    """True when `flag` is true in any process (clocks differ between processes)."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor([int(flag)])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda was asked for, but this machine has no usable CUDA GPU")
+    return device
+
+
+def _autocast(device: torch.device):
+    """bfloat16 autocast on GPUs that have it; full precision elsewhere (the CPU gains nothing from it)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def _print_epoch(row: dict, epochs: int, improved: bool) -> None:
+    from rich.console import Console
+
+    fmt = lambda v: "  -  " if v is None else f"{v:.3f}"
+    Console(stderr=True).print(
+        f"epoch {row['epoch']:>3}/{epochs}  train loss {fmt(row['train_loss'])} acc {fmt(row['train_acc'])}  "
+        f"val loss {fmt(row['val_loss'])} acc {fmt(row['val_acc'])}  {row['seconds']:.0f} s" + ("  *best" if improved else "")
+    )

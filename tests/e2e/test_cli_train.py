@@ -1,0 +1,88 @@
+"""train -> evaluate -> identify through the real `speakerid` executable, on a small real subset of dsp20."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import speakerid
+
+SPEAKERID = str(Path(sys.executable).with_name("speakerid"))
+
+
+def run(*args, expect: int = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run([SPEAKERID, *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == expect, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def trained(small_corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("e2e") / "run"
+    done = run("train", small_corpus, "--out", out, "--model", "cnn", "--features", "mfcc", "--n-mfcc", "30",
+               "--epochs", "5", "-q")
+    assert "best validation accuracy" in done.stdout
+    return out
+
+
+def test_evaluate_writes_the_report(trained):
+    done = run("evaluate", trained, "-q")
+    assert "chunk" in done.stdout and "recording" in done.stdout
+    for name in ("report.md", "metrics.json", "confusion.png", "curves.png"):
+        assert (trained / name).stat().st_size > 0
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["chunks"] == 4 * 13 and metrics["recordings"] == 4
+    assert metrics["chunk_accuracy"] >= 0.75
+    assert set(metrics["per_speaker"]) == set(json.loads((trained / "labels.json").read_text()))
+    assert "| chunk | 52 |" in (trained / "report.md").read_text()
+
+
+def test_identify_agrees_with_evaluate_on_the_test_recordings(trained, small_corpus):
+    metrics = json.loads((trained / "metrics.json").read_text()) if (trained / "metrics.json").exists() else None
+    if metrics is None:
+        run("evaluate", trained, "-q")
+        metrics = json.loads((trained / "metrics.json").read_text())
+    data_dir = Path(json.loads((small_corpus / "corpus.json").read_text())["data_dir"])
+    files = [data_dir / r["recording"] for r in metrics["per_recording"]]
+    answers = json.loads(run("identify", trained, *files, "--json", "--top-k", "4").stdout)
+    assert len(answers) == len(files)
+    for answer, expected in zip(answers, metrics["per_recording"]):
+        assert answer["speaker"] == expected["predicted"]
+        assert answer["probability"] == pytest.approx(expected["probability"], abs=1e-4)
+        assert answer["chunks"] == expected["chunks"]
+        assert sum(r["probability"] for r in answer["ranking"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_identify_any_length_and_report_unreadable_files(trained, small_corpus, tmp_path):
+    data_dir = Path(json.loads((small_corpus / "corpus.json").read_text())["data_dir"])
+    speaker = sorted(p for p in data_dir.iterdir())[0]
+    audio, rate = sf.read(sorted(speaker.iterdir())[0], dtype="int16")
+    sf.write(tmp_path / "short.wav", audio[16000 * 5 : 16000 * 6], rate)  # one second: shorter than a chunk
+    long = np.concatenate([audio, audio, audio])
+    sf.write(tmp_path / "long.flac", long, rate)  # two minutes
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    done = run("identify", trained, tmp_path / "short.wav", tmp_path / "broken.wav", tmp_path / "long.flac", expect=3)
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(tmp_path / "short.wav"))
+    assert f"{tmp_path / 'long.flac'}: {speaker.name}" in lines[1]
+    assert "broken.wav: not a readable audio file" in done.stderr and "Traceback" not in done.stderr
+
+    answers = json.loads(run("identify", trained, tmp_path / "broken.wav", tmp_path / "long.flac", "--json", expect=3).stdout)
+    assert "error" in answers[0] and answers[1]["speaker"] == speaker.name and answers[1]["chunks"] == len(long) // 48000
+
+
+def test_python_api_matches_the_cli(trained, small_corpus):
+    identifier = speakerid.Identifier.load(trained)
+    data_dir = Path(json.loads((small_corpus / "corpus.json").read_text())["data_dir"])
+    path = sorted(sorted(data_dir.iterdir())[1].iterdir())[-1]
+    from_file = identifier.identify(path, top_k=2)
+    samples = speakerid.load_audio(path)
+    from_array = identifier.identify(samples, top_k=2)
+    assert from_file.speaker == from_array.speaker
+    assert from_file.probability == pytest.approx(from_array.probability, abs=1e-5)

@@ -1,0 +1,112 @@
+"""Training on real speech: resume equals an uninterrupted run, DDP on two CPU processes, run-directory safety."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speakerid.errors import RunError
+from speakerid.training import TrainConfig, train
+
+CONFIG = TrainConfig(model="cnn", epochs=4, patience=0, seed=3)
+
+
+def metrics(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    train(small_corpus, out, CONFIG, progress=False)
+    return out
+
+
+def test_training_learns_and_writes_a_run_directory(uninterrupted):
+    rows = metrics(uninterrupted)
+    assert len(rows) == 4
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["val_acc"]) >= 0.75  # 4 speakers: chance is 0.25
+    assert {p.name for p in uninterrupted.iterdir()} >= {
+        "config.json", "labels.json", "model.safetensors", "checkpoint.pt", "metrics.csv", "curves.png"}
+    config = json.loads((uninterrupted / "config.json").read_text())
+    assert config["model"]["name"] == "cnn" and config["chunking"]["chunk_seconds"] == 3
+    assert config["result"]["epochs_run"] == 4
+
+
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(small_corpus, uninterrupted, tmp_path):
+    out = tmp_path / "interrupted"
+
+    def interrupt_after_second_epoch(epoch, row, model):
+        if epoch == 2:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived right after epoch 2 was checkpointed
+
+    with pytest.raises(KeyboardInterrupt):
+        train(small_corpus, out, CONFIG, progress=False, on_epoch=interrupt_after_second_epoch)
+    assert len(metrics(out)) == 2
+    with pytest.raises(RunError, match="--resume"):
+        train(small_corpus, out, CONFIG, progress=False)
+
+    result = train(small_corpus, out, CONFIG, resume=True, progress=False)
+    assert result.epochs_run == 4
+    assert metrics(out) == metrics(uninterrupted)
+    resumed, whole = load_file(out / "model.safetensors"), load_file(uninterrupted / "model.safetensors")
+    assert resumed.keys() == whole.keys()
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+
+
+def test_resume_refuses_other_settings_and_force_restarts(small_corpus, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    train(small_corpus, out, TrainConfig(model="cnn", epochs=1), progress=False)
+    with pytest.raises(RunError, match="other settings"):
+        train(small_corpus, out, TrainConfig(model="cnn", epochs=2, lr=0.01), resume=True, progress=False)
+    more = train(small_corpus, out, TrainConfig(model="cnn", epochs=2), resume=True, progress=False)
+    assert more.epochs_run == 2  # raising --epochs is allowed
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="did not write"):
+        train(small_corpus, out, TrainConfig(model="cnn", epochs=1), force=True, progress=False)
+    (out / "notes.txt").unlink()
+    assert train(small_corpus, out, TrainConfig(model="cnn", epochs=1), force=True, progress=False).epochs_run == 1
+
+
+def test_ddp_on_two_cpu_processes(small_corpus, uninterrupted, tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "speakerid", "train", str(small_corpus),
+         "--out", str(out), "--epochs", "4", "--patience", "0", "-q"],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} == {p.name for p in uninterrupted.iterdir() if p.name != "checkpoint.pt.tmp"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2 and config["result"]["epochs_run"] == 4
+    rows = metrics(out)
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["val_acc"]) >= 0.75
+    assert done.stdout.count("best validation accuracy") == 1  # only rank 0 speaks
+
+
+def test_sharding_gives_each_process_a_distinct_part_of_every_epoch(small_corpus):
+    from torch.utils.data import DistributedSampler
+
+    from speakerid.corpus import Corpus
+    from speakerid.training import ChunkDataset
+
+    dataset = ChunkDataset(Corpus.open(small_corpus), "train")
+    shards = []
+    for rank in (0, 1):
+        sampler = DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        sampler.set_epoch(5)
+        shards.append(list(sampler))
+    assert set(shards[0]) | set(shards[1]) == set(range(len(dataset)))
+    assert len(set(shards[0]) & set(shards[1])) <= 1  # at most the one padding repeat
