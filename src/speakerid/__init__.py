@@ -33,6 +33,14 @@ _EXPORTS = {
     "evaluate": "speakerid.evaluation",
     "Identifier": "speakerid.identify",
     "load_run": "speakerid.rundir",
+    "load_encoder": "speakerid.encoders",
+    "Registry": "speakerid.registry",
+    "VoiceRegistry": "speakerid.registry",
+    "verify": "speakerid.registry",
+    "calibrate": "speakerid.calibration",
+    "create_app": "speakerid.server",
+    "serve": "speakerid.server",
+    "demo": "speakerid.demo",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
