@@ -3,15 +3,10 @@
 A registry is enrolled from dsp20 (every speaker, from two 10-s clips of takes 1-2). The server
 runs in its own process (`speakerid.server.serve` on a free loopback port); clients in this
 process post 5-s WAV clips cut from held-out takes (4-5) to /identify over keep-alive
-connections, for a bounded time per run. Three contenders, run in turn within each repeat:
-
-  1 client          one request at a time: the latency of a lone request
-  N clients         N concurrent clients, torch at its default number of threads
-  N clients, 1 thr  the same, with the server's torch limited to one intra-op thread
-
-The server's torch threads are set in its process before it starts (torch.set_num_threads):
-the thread pool FastAPI runs sync endpoints in lets N requests embed at once, and each of them
-may use all of torch's intra-op threads.
+connections, for a bounded time per run. Two servers, `serve(threads=1)` (the default) and
+`serve(threads=None)` (torch's default: every core), each under one client (the latency of a lone
+request) and N concurrent clients, run in turn within each repeat. FastAPI runs the sync
+endpoints in a thread pool, so N requests embed at once, each with `threads` torch threads.
 
     .venv/bin/python benchmarks/bench_serve.py [--seconds 20] [--repeat 3] [--clients 8]
 """
@@ -42,11 +37,9 @@ from speakerid.registry import VoiceRegistry
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsp20"
 CLIP_SECONDS = 5.0
 SERVER = """
-import sys, torch
-if int(sys.argv[3]):
-    torch.set_num_threads(int(sys.argv[3]))
+import sys
 from speakerid.server import serve
-serve(sys.argv[1], port=int(sys.argv[2]))
+serve(sys.argv[1], port=int(sys.argv[2]), threads=int(sys.argv[3]) or None)
 """
 
 
@@ -81,7 +74,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    torch_threads: int  # 0: torch's default
+    torch_threads: int  # 0: torch's default, every core
     registry: Path
     log: Path
     port: int = field(default_factory=free_port)
@@ -185,14 +178,14 @@ def main() -> None:
         questions = enroll_registry(Path(tmp) / "voices.db")
         print(f"registry: {len(questions) // 2} dsp20 speakers enrolled in {time.perf_counter() - began:.0f} s; "
               f"{len(questions)} held-out {CLIP_SECONDS:g}-s questions; {args.seconds:g} s per run\n")
-        contenders = [("1 client", 0, 1), (f"{args.clients} clients", 0, args.clients),
-                      (f"{args.clients} clients, 1 thr", 1, args.clients)]
+        contenders = [("1 client, all thr", 0, 1), ("1 client, 1 thr", 1, 1),
+                      (f"{args.clients} clients, all thr", 0, args.clients), (f"{args.clients} clients, 1 thr", 1, args.clients)]
         runs: dict[str, list[Run]] = {label: [] for label, _, _ in contenders}
         header = (f"{'contender':<22} {'requests':>8} {'req/s':>7} {'':6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
                   f"{'errors':>6} {'wrong':>6}")
-        with Server(0, Path(tmp) / "voices.db", Path(tmp) / "default.log") as default, \
+        with Server(0, Path(tmp) / "voices.db", Path(tmp) / "all-threads.log") as all_threads, \
                 Server(1, Path(tmp) / "voices.db", Path(tmp) / "one-thread.log") as one_thread:
-            servers = {0: default, 1: one_thread}
+            servers = {0: all_threads, 1: one_thread}
             for server in servers.values():  # warm up: first requests pay for lazy initialisation
                 load(server.url, questions, 2, 2.0)
             for repeat in range(args.repeat):
@@ -202,9 +195,9 @@ def main() -> None:
                     runs[label].append(run)
                     print(row(label, run))
                 print()
-        print(f"median of {args.repeat} (ratio: req/s over 1 client)\n{header}")
+        print(f"median of {args.repeat} (ratio: req/s over 1 client, all threads)\n{header}")
         medians = {label: sorted(rs, key=lambda r: r.rate)[len(rs) // 2] for label, rs in runs.items()}
-        base = medians["1 client"].rate
+        base = medians["1 client, all thr"].rate
         for label, run in medians.items():
             print(row(label, run, base))
 

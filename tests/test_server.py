@@ -8,6 +8,9 @@ import io
 import json
 import socket
 import struct
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -346,3 +349,28 @@ def test_garbage_never_makes_a_server_error(service, clips):
             assert set(body) == {"error", "detail"}, (method, path, body)
     # nothing got enrolled or removed on the way
     assert [s["name"] for s in client.get("/speakers").json()["speakers"]] == clips.names
+
+
+def test_the_serve_command_applies_its_options(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    speakerid = Path(sys.executable).with_name("speakerid")
+    command = [str(speakerid), "serve", "--registry", str(tmp_path / "voices.db"), "--port", str(port),
+               "--threads", "3", "--max-mb", "1", "--max-seconds", "12", "--token", TOKEN]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, f"serve did not start: {server.stdout.read()}"
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert (health["torch_threads"], health["max_bytes"], health["max_seconds"]) == (3, 2**20, 12.0)
+        assert health["token_required"] and health["speakers"] == 0
+        assert_error(httpx.delete(f"http://127.0.0.1:{port}/speakers/anyone"), 401)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -486,6 +486,7 @@ def serve(
     max_mb: float = typer.Option(20.0, help="Largest upload in MiB."),
     max_seconds: float = typer.Option(300.0, help="Longest upload in seconds of audio."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(1, min=1, help="Torch threads per request (requests run concurrently)."),
 ) -> None:
     """Serve identify, verify, enroll and the speaker list over HTTP, with a web page at /."""
     from speakerid.server import serve as run_serve
@@ -493,7 +494,7 @@ def serve(
     if token is None:
         typer.secho("note: no --token: anyone who can reach the service can enroll and remove speakers", err=True)
     run_serve(registry, model=model, host=host, port=port, token=token, max_bytes=int(max_mb * 2**20),
-              max_seconds=max_seconds, device=device)
+              max_seconds=max_seconds, device=device, threads=threads)
 
 
 def main() -> None:
