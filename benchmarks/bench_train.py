@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 DSP20 = HERE.parent.parent / "shared" / "data" / "dsp20"
 CACHE = HERE / ".cache"
 
+ALL_STAGES = ["stem", "layer1", "layer2", "layer3", "layer4", "head"]  # no ImageNet weights offline: all train
 # name: (model, chunk seconds, minutes of training, model options)
 CONFIGS = {
     "cnn-3s": ("cnn", 3, 5, {}),
@@ -38,7 +39,8 @@ CONFIGS = {
     "cnn-10s": ("cnn", 10, 5, {}),
     "tdnn-3s": ("tdnn", 3, 5, {}),
     "lstm-3s": ("lstm", 3, 5, {}),
-    "resnet50-3s": ("resnet50", 3, 15, {"image_size": 224, "trainable": ["stem", "layer1", "layer2", "layer3", "layer4", "head"]}),
+    "resnet50-3s": ("resnet50", 3, 15, {"image_size": 224, "trainable": ALL_STAGES}),
+    "resnet50-3s-112px": ("resnet50", 3, 15, {"image_size": 112, "trainable": ALL_STAGES}),
 }
 
 
@@ -79,7 +81,9 @@ def time_to_accuracy(name: str, patience: int) -> dict:
             "budget": minutes}
 
 
-def at_minute(curve: list, minute: int) -> str:
+def at_minute(curve: list, minute: int, budget: int) -> str:
+    if minute > budget:
+        return ""
     done = [c for c in curve if c[0] <= minute * 60]
     return f"{100 * done[-1][1]:.1f} / {100 * done[-1][2]:.0f}" if done else "-"
 
@@ -108,6 +112,21 @@ def throughput(names: list[str], repeat: int) -> list[str]:
             rates.append(32 * steps / (time.perf_counter() - started))
         rows.append(f"| {name} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M | "
                     f"{statistics.median(rates):.1f} | {min(rates):.1f}-{max(rates):.1f} |")
+    return rows
+
+
+def loader_workers(repeat: int) -> list[str]:
+    """Seconds per cnn-3s epoch through speakerid.train with 0 or 2 DataLoader worker processes."""
+    corpus = corpus_for(3)
+    rows = []
+    for workers in (0, 2):
+        out = CACHE / "runs" / f"workers-{workers}"
+        config = TrainConfig(model="cnn", epochs=2, seed=0, workers=workers)
+        epochs = []
+        for _ in range(repeat):
+            history = train(corpus, out, config, force=True, progress=False).history
+            epochs.append(history[-1]["seconds"] - history[0]["seconds"])  # the second epoch: workers warm
+        rows.append(f"| {workers} | {statistics.median(epochs):.2f} s | {min(epochs):.2f}-{max(epochs):.2f} s |")
     return rows
 
 
@@ -156,7 +175,7 @@ def main() -> None:
         print("| config | " + " | ".join(f"{m} min" for m in minutes) + " |")
         print("|---|" + "---:|" * len(minutes))
         for r in results:
-            print(f"| {r['name']} | " + " | ".join(at_minute(r["curve"], m) for m in minutes) + " |")
+            print(f"| {r['name']} | " + " | ".join(at_minute(r["curve"], m, r["budget"]) for m in minutes) + " |")
         print("\nKept checkpoint (best validation accuracy), scored on the test split:\n")
         print("| config | budget | epochs | best epoch | train time | test chunks | chunk acc | test recordings | recording acc |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -168,6 +187,10 @@ def main() -> None:
     print("| config | parameters | chunks/s | range |")
     print("|---|---:|---:|---:|")
     print("\n".join(throughput(names, args.repeat)))
+    print(f"\nOne cnn-3s training epoch (train + validation) by DataLoader workers, median of {args.repeat}:\n")
+    print("| workers | epoch | range |")
+    print("|---:|---:|---:|")
+    print("\n".join(loader_workers(args.repeat)))
     print("\nIdentifying a 60-s FLAC file with cnn-3s (decode + 20 chunks), median of 5:\n")
     print("| torch threads | time | x real time |")
     print("|---:|---:|---:|")

@@ -317,7 +317,7 @@ def _device(name: str, local_rank: int) -> torch.device:
 
 
 def _autocast(device: torch.device):
-    """bfloat16 autocast on GPUs that have it; full precision elsewhere (the CPU gains nothing from it)."""
+    """bfloat16 autocast on GPUs that have it; full precision elsewhere."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
