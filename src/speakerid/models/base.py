@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from speakerid.errors import ModelError
-from speakerid.features import FeatureConfig
+from speakerid.features import FeatureConfig, build_frontend
 
 __all__ = ["SpeakerModel", "StatsPool", "options_dict", "parse_options", "warm_start_batch_norm"]
 
@@ -99,6 +99,23 @@ def options_dict(options: Any) -> dict[str, Any]:
     """A family's options dataclass as a JSON-ready dict (tuples become lists)."""
     values = dataclasses.asdict(options)
     return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+
+
+def frame_model(name: str, options_class: type, backbone_class: type, n_classes: int, features: FeatureConfig,
+                options: dict[str, Any]) -> SpeakerModel:
+    """A model over frame features: the frontend, `backbone_class(n_features, options)` ending in the
+    embedding, and a linear classifier on the embedding (the cnn, tdnn and lstm families)."""
+    opts = parse_options(name, options_class, options)
+    return SpeakerModel(
+        name=name,
+        n_classes=n_classes,
+        features=features,
+        options=options_dict(opts),
+        frontend=build_frontend(features),
+        backbone=backbone_class(features.n_features, opts),
+        classifier=nn.Linear(opts.embedding_dim, n_classes),
+        embedding_dim=opts.embedding_dim,
+    )
 
 
 class StatsPool(nn.Module):

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from speakerid.errors import ModelError
-from speakerid.features import FeatureConfig, build_frontend
-from speakerid.models.base import SpeakerModel, StatsPool, options_dict, parse_options
+from speakerid.features import FeatureConfig
+from speakerid.models.base import SpeakerModel, StatsPool, frame_model
 
 __all__ = ["CnnOptions", "build"]
 
@@ -87,14 +87,4 @@ class CnnBackbone(nn.Module):
 
 def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
     """The compact residual CNN; options as in `CnnOptions`."""
-    opts = parse_options("cnn", CnnOptions, options)
-    return SpeakerModel(
-        name="cnn",
-        n_classes=n_classes,
-        features=features,
-        options=options_dict(opts),
-        frontend=build_frontend(features),
-        backbone=CnnBackbone(features.n_features, opts),
-        classifier=nn.Linear(opts.embedding_dim, n_classes),
-        embedding_dim=opts.embedding_dim,
-    )
+    return frame_model("cnn", CnnOptions, CnnBackbone, n_classes, features, options)

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from speakerid.errors import ModelError
-from speakerid.features import FeatureConfig, build_frontend
-from speakerid.models.base import SpeakerModel, StatsPool, options_dict, parse_options
+from speakerid.features import FeatureConfig
+from speakerid.models.base import SpeakerModel, StatsPool, frame_model
 
 __all__ = ["LstmOptions", "build"]
 
@@ -70,14 +70,4 @@ class LstmBackbone(nn.Module):
 
 def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
     """The LSTM model; options as in `LstmOptions`."""
-    opts = parse_options("lstm", LstmOptions, options)
-    return SpeakerModel(
-        name="lstm",
-        n_classes=n_classes,
-        features=features,
-        options=options_dict(opts),
-        frontend=build_frontend(features),
-        backbone=LstmBackbone(features.n_features, opts),
-        classifier=nn.Linear(opts.embedding_dim, n_classes),
-        embedding_dim=opts.embedding_dim,
-    )
+    return frame_model("lstm", LstmOptions, LstmBackbone, n_classes, features, options)

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from speakerid.errors import ModelError
-from speakerid.features import FeatureConfig, build_frontend
-from speakerid.models.base import SpeakerModel, StatsPool, options_dict, parse_options
+from speakerid.features import FeatureConfig
+from speakerid.models.base import SpeakerModel, StatsPool, frame_model
 
 __all__ = ["TdnnOptions", "build"]
 
@@ -118,14 +118,4 @@ class TdnnBackbone(nn.Module):
 
 def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
     """The ECAPA-style TDNN-lite; options as in `TdnnOptions`."""
-    opts = parse_options("tdnn", TdnnOptions, options)
-    return SpeakerModel(
-        name="tdnn",
-        n_classes=n_classes,
-        features=features,
-        options=options_dict(opts),
-        frontend=build_frontend(features),
-        backbone=TdnnBackbone(features.n_features, opts),
-        classifier=nn.Linear(opts.embedding_dim, n_classes),
-        embedding_dim=opts.embedding_dim,
-    )
+    return frame_model("tdnn", TdnnOptions, TdnnBackbone, n_classes, features, options)
