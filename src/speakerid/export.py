@@ -1,4 +1,4 @@
-"""Exports of a corpus as files: chunk WAVs (what pydub's make_chunks wrote) and MFCC images.
+"""Exports of a corpus as files: a WAV per chunk (as the corpus cut them) and MFCC images.
 
 Neither is a step of training; they exist for other tools. Both write
 OUT/<split>/<speaker>/<recording>_<k>.<ext>, skip files already written (an interrupted export
@@ -8,15 +8,19 @@ resumes) and refuse to touch a folder holding files they would not write.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from speakerid.audio import write_wav
 from speakerid.corpus import SPLITS, Corpus
 from speakerid.errors import CorpusError
-from speakerid.features import FeatureConfig
 from speakerid.progress import progress_bar
+
+if TYPE_CHECKING:
+    from speakerid.features import FeatureConfig
 
 
 def export_chunks(corpus: Corpus, out: str | Path, split: str | None = None, progress: bool = True) -> int:
@@ -36,8 +40,10 @@ def export_images(corpus: Corpus, out: str | Path, features: FeatureConfig | Non
     import torch
     from PIL import Image
 
-    from speakerid.features import MfccImage
+    from speakerid.features import FeatureConfig, MfccImage
 
+    if size < 1:
+        raise CorpusError(f"image size must be at least 1 pixel, got {size}")
     if image_format not in ("png", "jpg"):
         raise CorpusError(f"image format must be 'png' or 'jpg', got {image_format!r}")
     todo = _plan(corpus, Path(out), image_format, split)
@@ -57,28 +63,36 @@ def _save_image(image, path: Path, image_format: str) -> None:
     if image_format == "jpg":
         image.save(path, format="JPEG", quality=95)
     else:
-        image.save(path, format="PNG", compress_level=1)  # 3x faster than the default level, 25 % larger
+        image.save(path, format="PNG", compress_level=1)  # fast; a little larger than the default level
 
 
 def _plan(corpus: Corpus, out: Path, ext: str, split: str | None) -> list[tuple[int, Path]]:
     """(chunk index, file) for every chunk still to write; refuses a folder holding other files."""
     indices = corpus.split_indices(split) if split else np.arange(len(corpus.chunk_label))
+    stems = _file_stems(corpus.recording_ids)
     wanted: list[tuple[int, Path]] = []
     position: dict[int, int] = {}
     for index in indices:
         r = int(corpus.chunk_recording[index])
         k = position[r] = position.get(r, -1) + 1
-        recording = corpus.recording_ids[r]
-        speaker, _, rest = recording.partition("/")
-        stem = Path(rest).with_suffix("").as_posix().replace("/", "__")
-        name = f"{stem}_{k:04d}.{ext}"
-        wanted.append((int(index), out / SPLITS[corpus.chunk_split[index]] / speaker / name))
+        speaker, stem = stems[r]
+        wanted.append((int(index), out / SPLITS[corpus.chunk_split[index]] / speaker / f"{stem}_{k:04d}.{ext}"))
     if out.exists():
         expected = {path for _, path in wanted}
         foreign = [p for p in out.rglob("*") if p.is_file() and p not in expected and not p.name.endswith(".tmp")]
         if foreign:
             raise CorpusError(f"{out} holds files this export would not write (e.g. {foreign[0]}); choose an empty or new folder")
     return [(i, p) for i, p in wanted if not p.exists()]
+
+
+def _file_stems(recording_ids: list[str]) -> list[tuple[str, str]]:
+    """(speaker, file stem) per recording: its path without the extension, sub-folders joined by "__";
+    recordings of one speaker that would share a stem (take.wav, take.flac) keep their extension."""
+    split = [(speaker, Path(rest)) for speaker, _, rest in (rid.partition("/") for rid in recording_ids)]
+    bare = [(speaker, path.with_suffix("").as_posix().replace("/", "__")) for speaker, path in split]
+    shared = {key for key, n in Counter(bare).items() if n > 1}
+    return [(speaker, path.as_posix().replace("/", "__") if key in shared else key[1])
+            for (speaker, path), key in zip(split, bare)]
 
 
 def _atomic(path: Path, write) -> None:

@@ -71,6 +71,20 @@ def test_export_chunks_writes_each_chunk_and_resumes(corpus, tmp_path):
     assert "would not write" in done.stderr and (out / "mine.txt").exists()
 
 
+def test_recordings_sharing_a_name_export_to_distinct_files(dsp20, tmp_path):
+    speaker = sorted(p for p in dsp20.iterdir() if p.is_dir())[0]
+    audio, rate = sf.read(speaker / "take01.flac", dtype="int16")
+    for clip, name in ((audio[: 7 * rate], "take.wav"), (audio[7 * rate : 14 * rate], "take.flac"),
+                        (audio[14 * rate : 21 * rate], "other.wav")):
+        (tmp_path / "data" / "alice").mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "data" / "alice" / name, clip, rate)
+    run("prepare", tmp_path / "data", "--out", tmp_path / "corpus", "--val", "0", "--test", "0", "-q")
+    done = run("export-chunks", tmp_path / "corpus", "--out", tmp_path / "chunks", "-q")
+    names = sorted(f.name for f in (tmp_path / "chunks").rglob("*.wav"))
+    assert names == ["other_0000.wav", "other_0001.wav", "take.flac_0000.wav", "take.flac_0001.wav",
+                     "take.wav_0000.wav", "take.wav_0001.wav"] and "wrote 6" in done.stdout
+
+
 def test_export_images_writes_rgb_pictures(corpus, tmp_path):
     run("export-images", corpus, "--out", tmp_path / "img", "--split", "test", "--format", "jpg", "-q")
     files = sorted((tmp_path / "img").rglob("*.jpg"))
