@@ -30,7 +30,7 @@ from speakerid.audio import SAMPLE_RATE, to_int16
 from speakerid.errors import AudioError, ModelError, RegistryError, RunError
 from speakerid.features import FeatureConfig, build_frontend
 from speakerid.identify import chunk_windows
-from speakerid.rundir import WEIGHTS_FILE, load_run
+from speakerid.rundir import WEIGHTS_FILE, load_run, resolve_device
 
 __all__ = ["Encoder", "Ge2eEncoder", "RunEncoder", "load_encoder", "encoder_from_spec", "ge2e_preprocess", "MIN_SECONDS"]
 
@@ -74,12 +74,6 @@ class Encoder(ABC):
     @abstractmethod
     def embed_many(self, audios: Sequence[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
         """(n, dim) float32 embeddings, one per recording, computed in batches."""
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _names(audios: Sequence[np.ndarray], names: Sequence[str] | None) -> list[str]:
@@ -216,7 +210,7 @@ class Ge2eEncoder(Encoder):
         self.name = f"ge2e/{GE2E_PACKAGE}-{version}"
         self.spec = {"kind": "ge2e"}
         self.batch_size = batch_size
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)["model_state"]
         except Exception as err:  # torch raises many types for a torn or foreign file
@@ -271,7 +265,7 @@ class RunEncoder(Encoder):
     default_threshold = None
 
     def __init__(self, run_dir: str | Path, device: str | torch.device = "auto", batch_size: int = 64):
-        self.run = load_run(run_dir, _resolve_device(device))
+        self.run = load_run(run_dir, device)
         sha256 = _file_sha256(self.run.path / WEIGHTS_FILE)
         self.name = f"run/{sha256[:16]}"
         self.spec = {"kind": "run", "path": str(self.run.path.resolve()), "sha256": sha256}

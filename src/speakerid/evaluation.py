@@ -11,7 +11,6 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from speakerid import rundir
 from speakerid.corpus import Corpus
@@ -27,8 +26,6 @@ def evaluate(run: str | Path, corpus: str | Path | None = None, split: str = "te
     Writes report.md, metrics.json, confusion.png and curves.png into `out` (default: the run
     directory) and returns the metrics.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded = rundir.load_run(run, device)
     corpus = Corpus.open(corpus or loaded.config["corpus"])
     if corpus.labels != loaded.labels:

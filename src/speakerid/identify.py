@@ -81,8 +81,6 @@ class Identifier:
 
     @classmethod
     def load(cls, run: str | Path, device: str = "auto", batch_size: int = 64) -> "Identifier":
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(load_run(run, device), batch_size)
 
     @property

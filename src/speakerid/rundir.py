@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from speakerid.corpus import PrepareConfig
+from speakerid.corpus import PrepareConfig, write_json
 from speakerid.errors import ModelError, RunError
 from speakerid.models import SpeakerModel, model_from_config
 
@@ -65,13 +65,6 @@ class Run:
                              short="pad", sample_rate=c["sample_rate"])
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_weights(model: SpeakerModel, path: Path) -> None:
     """The model's state dict as safetensors, written atomically."""
     from safetensors.torch import save_file
@@ -91,8 +84,23 @@ def read_json(path: Path, what: str) -> Any:
         raise RunError(f"{path} is not readable {what} ({err}); the run directory is damaged") from None
 
 
+def resolve_device(name: str | torch.device, index: int = 0) -> torch.device:
+    """"auto" (CUDA GPU `index` when there is one, else the CPU), "cpu", "cuda" or "cuda:N"; a clear error otherwise."""
+    if name == "auto":
+        return torch.device(f"cuda:{index}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise RunError(f"device {name!r} is not one of auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise RunError(f"device {name!r} is not one of auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"device {name!r} was asked for, but this machine has no usable CUDA GPU")
+    return device
+
+
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Load a run directory's best model, in eval mode, on `device`."""
+    """Load a run directory's best model, in eval mode, on `device` ("auto": a GPU when there is one)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -121,7 +129,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0:2]
         raise RunError(f"{weights} does not fit the model in {CONFIG_FILE} ({' '.join(first)})") from None
-    model.to(device).eval()
+    model.to(resolve_device(device)).eval()
     return Run(path, config, labels, model)
 
 

@@ -48,6 +48,19 @@ class TrainConfig:
     device: str = "auto"  # "auto": CUDA when present, else CPU
     pretrained: str | None = None  # resnet50: a local torchvision-format ImageNet state dict to start from
 
+    def __post_init__(self) -> None:
+        rules = [("epochs", self.epochs, self.epochs >= 1, "at least 1"),
+                 ("batch_size", self.batch_size, self.batch_size >= 1, "at least 1"),
+                 ("lr", self.lr, 0 < self.lr < math.inf, "a positive number"),
+                 ("patience", self.patience, self.patience >= 0, "0 (never stop early) or more"),
+                 ("jitter", self.jitter, 0 <= self.jitter <= 1, "in [0, 1], a fraction of a chunk"),
+                 ("max_minutes", self.max_minutes, self.max_minutes is None or 0 < self.max_minutes < math.inf,
+                  "a positive number"),
+                 ("workers", self.workers, self.workers is None or self.workers >= 0, "0 or more")]
+        for name, value, ok, rule in rules:
+            if not ok:
+                raise RunError(f"training {name} must be {rule}, not {value}")
+
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values["features"] = self.features.to_dict()
@@ -106,21 +119,20 @@ def train(
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
     out = Path(out)
     rank, world, local_rank = _init_distributed()
-    device = _device(config.device, local_rank)
+    device = rundir.resolve_device(config.device, local_rank)
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
 
-    run_config = _run_config(corpus, config, world)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, len(corpus.labels), config.features, **config.options)
+    if config.pretrained and not resume:
+        load_pretrained(model, config.pretrained)
+    run_config = _run_config(corpus, config, world, model)  # everything that can fail on the settings has run
     if rank == 0:
         _claim_run_dir(out, run_config, resume, force)
         rundir.write_json(out / rundir.LABELS_FILE, corpus.labels)
     _barrier()
     state = rundir.load_checkpoint(out / rundir.CHECKPOINT_FILE) if resume else None
-
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, len(corpus.labels), config.features, **config.options)
-    if config.pretrained and state is None:
-        load_pretrained(model, config.pretrained)
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -215,11 +227,10 @@ def train(
     return TrainResult(out, best["epoch"], None if best["val_acc"] < 0 else best["val_acc"], len(history), history, stopped_early)
 
 
-def _run_config(corpus: Corpus, config: TrainConfig, world: int) -> dict[str, Any]:
-    probe = build_model(config.model, len(corpus.labels), config.features, **config.options)  # validates options early
+def _run_config(corpus: Corpus, config: TrainConfig, world: int, model: SpeakerModel) -> dict[str, Any]:
     return {
         "format": rundir.FORMAT,
-        "model": probe.config(),
+        "model": model.config(),
         "chunking": {"sample_rate": corpus.sample_rate, "chunk_seconds": corpus.config.chunk_seconds,
                      "hop_seconds": corpus.config.hop_seconds, "tail": corpus.config.tail},
         "corpus": str(corpus.path.resolve()),
@@ -248,7 +259,7 @@ def _claim_run_dir(out: Path, run_config: dict, resume: bool, force: bool) -> No
             raise RunError(f"{out} is not empty and is not a speakerid run; choose another --out")
         if not force:
             raise RunError(f"{out} holds a run already; pass --resume to continue it, --force to start it over, or choose another --out")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in rundir.RUN_FILES and not p.name.endswith(".tmp"))
+        foreign = sorted(p.name for p in out.iterdir() if p.name.removesuffix(".tmp") not in rundir.RUN_FILES)
         if foreign:
             raise RunError(f"{out} holds files speakerid did not write ({', '.join(foreign[:3])}); not deleting them")
         shutil.rmtree(out)
@@ -305,15 +316,6 @@ def _any_process(flag: bool) -> bool:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunError("--device cuda was asked for, but this machine has no usable CUDA GPU")
-    return device
 
 
 def _autocast(device: torch.device):

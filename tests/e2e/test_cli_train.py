@@ -86,3 +86,32 @@ def test_python_api_matches_the_cli(trained, small_corpus):
     from_array = identifier.identify(samples, top_k=2)
     assert from_file.speaker == from_array.speaker
     assert from_file.probability == pytest.approx(from_array.probability, abs=1e-5)
+
+
+@pytest.mark.parametrize("args, expect, words", [
+    (["verify", "only-one.wav"], 2, "Missing argument"),  # usage errors: exit 2, no traceback
+    (["train", "CORPUS", "--out", "OUT", "--epochs", "abc"], 2, "Invalid value for '--epochs'"),
+    (["train", "CORPUS", "--out", "OUT", "--epochs", "0"], 1, "error: training epochs must be at least 1"),
+    (["train", "CORPUS", "--out", "OUT", "--batch-size", "0"], 1, "error: training batch_size must be at least 1"),
+    (["train", "CORPUS", "--out", "OUT", "--device", "gpu0"], 1, "error: device 'gpu0' is not one of"),
+    (["train", "CORPUS", "--out", "OUT", "--model", "resnet50", "--pretrained", "MISSING"], 1, "error:"),
+])
+def test_bad_training_requests_get_one_line_and_leave_nothing(small_corpus, tmp_path, args, expect, words):
+    out = tmp_path / "run"
+    args = [{"CORPUS": small_corpus, "OUT": out, "MISSING": tmp_path / "no.pth"}.get(a, a) for a in args]
+    done = run(*args, expect=expect)
+    assert words in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()  # a refused run leaves no folder that would block the next try
+
+
+def test_identify_refuses_registry_options_without_a_registry(trained, small_corpus):
+    done = run("identify", trained, "x.wav", "--threshold", "0.5", expect=1)
+    assert "--model and --threshold go with --registry" in done.stderr
+
+
+def test_resnet50_resumes_with_the_freeze_policy_it_started_with(small_corpus, tmp_path):
+    out = tmp_path / "resnet"
+    common = ["train", small_corpus, "--out", out, "--model", "resnet50", "--option", "image_size=32", "-q"]
+    run(*common, "--epochs", "1")
+    run(*common, "--epochs", "2", "--resume")
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 1 + 2
