@@ -46,7 +46,7 @@ def prepare(
     val: float = typer.Option(0.2, help="Fraction of each speaker's recordings for validation."),
     test: float = typer.Option(0.2, help="Fraction of each speaker's recordings for test."),
     seed: int = typer.Option(0, help="Seed of the split."),
-    workers: Optional[int] = typer.Option(None, help="Decoding threads (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Decoding threads (default: all cores)."),
     force: bool = typer.Option(False, "--force", help="Delete an existing corpus at --out and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -125,6 +125,8 @@ def plot_mfcc(
     from speakerid.features import FeatureConfig
     from speakerid.plots import plot_mfcc_grid
 
+    if out.suffix.lower() != ".png":
+        raise SpeakerIdError(f"--out {out} must name a .png file")
     _refuse_existing(out, force)
     path = plot_mfcc_grid(Corpus.open(corpus), out, FeatureConfig(n_mfcc=n_mfcc), seed=seed, split=split)
     typer.echo(f"wrote {path}")
@@ -137,7 +139,7 @@ def export_chunks(
     split: Optional[str] = typer.Option(None, help="Only this split (train, validation, test)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Write every chunk as a WAV file (what pydub's make_chunks produced). Resumes; never overwrites."""
+    """Write every corpus chunk as a WAV file (the job of the original make_chunks script). Resumes; never overwrites."""
     from speakerid.corpus import Corpus
     from speakerid.export import export_chunks as run_export
 
@@ -216,7 +218,12 @@ def train(
     if trainable is not None:
         options["trainable"] = [s.strip() for s in trainable.split(",") if s.strip()]
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0  # under torchrun only rank 0 speaks
-    if model == "resnet50" and pretrained is None and not resume:
+    if model == "resnet50" and trainable is None and resume:  # keep the freeze policy the run started with
+        from speakerid import rundir
+
+        previous = rundir.read_json(out / rundir.CONFIG_FILE, "run configuration")
+        options["trainable"] = previous.get("model", {}).get("options", {}).get("trainable", options.get("trainable"))
+    elif model == "resnet50" and pretrained is None and not resume:
         if trainable is None:
             from speakerid.models.resnet50 import STAGES
 
@@ -230,7 +237,7 @@ def train(
         max_minutes=max_minutes, workers=workers, device=device, pretrained=str(pretrained) if pretrained else None,
     )
     result = run_train(corpus, out, config, resume=resume, force=force, progress=not quiet)
-    if quiet and int(os.environ.get("RANK", "0")) != 0:
+    if int(os.environ.get("RANK", "0")) != 0:
         return
     if result.best_val_acc is None:
         typer.echo(f"trained {result.epochs_run} epochs (no validation split: kept the last); run in {out}")
@@ -278,6 +285,9 @@ def identify(
 ) -> None:
     """Name the speaker of each recording (any length): with a trained run, or among enrolled speakers."""
     if registry is None:
+        if model is not None or threshold is not None:
+            raise SpeakerIdError("--model and --threshold go with --registry; without it, give the run first: "
+                                 "speakerid identify RUN FILE...")
         if len(paths) < 2:
             raise SpeakerIdError("give a run directory and at least one recording: speakerid identify RUN FILE...")
         from speakerid.identify import Identifier
@@ -503,20 +513,26 @@ def main() -> None:
     except SpeakerIdError as err:
         typer.secho(f"error: {err}", err=True, fg="red")
         sys.exit(EXIT_ERROR)
+    except OSError as err:  # a path the user gave that cannot be made or read: a folder that is a file, no permission
+        where = f"{err.filename}: " if err.filename else ""
+        typer.secho(f"error: {where}{err.strerror or err}", err=True, fg="red")
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True, fg="red")
         sys.exit(130)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except Exception as err:  # click usage errors and aborts arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.ClickException):
+    except typer.Abort:
+        sys.exit(EXIT_ERROR)
+    except Exception as err:  # usage errors arrive here in non-standalone mode
+        # click's ClickException, or the copy of it that newer typer bundles (typer._click), which does
+        # not derive from click's: both print themselves with show() and carry their exit code.
+        if hasattr(err, "show") and hasattr(err, "exit_code"):
             err.show()
             sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(EXIT_ERROR)
         raise
+    if code == 130:  # typer turns Ctrl-C inside a command into this exit code
+        typer.secho("interrupted", err=True, fg="red")
     sys.exit(code if isinstance(code, int) else 0)
 
 

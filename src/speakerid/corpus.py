@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 import zlib
@@ -60,9 +61,9 @@ class PrepareConfig:
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self):
-        if self.chunk_seconds <= 0:
-            raise CorpusError(f"chunk length must be positive, got {self.chunk_seconds} s")
-        if self.hop_seconds is not None and not 0 < self.hop_seconds <= self.chunk_seconds:
+        if not (math.isfinite(self.chunk_seconds) and self.chunk_samples >= 1):
+            raise CorpusError(f"chunk length must be a positive number of seconds, got {self.chunk_seconds}")
+        if self.hop_seconds is not None and not (0 < self.hop_seconds <= self.chunk_seconds and self.hop_samples >= 1):
             raise CorpusError(f"hop must lie in (0, chunk length], got {self.hop_seconds} s")
         if self.tail not in ("drop", "pad"):
             raise CorpusError(f"tail policy must be 'drop' or 'pad', got {self.tail!r}")
@@ -273,7 +274,7 @@ def _claim_output(out: Path, asked: dict, force: bool) -> None:
         else:
             (out / SUMMARY_FILE).unlink(missing_ok=True)  # incomplete again until this run finishes
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / CONFIG_FILE, asked)
+    write_json(out / CONFIG_FILE, asked)
 
 
 def _read_journal(out: Path, sources: list[Source]) -> list[dict]:
@@ -370,7 +371,7 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
 
     _write_csv(out / CHUNKS_FILE, CHUNK_FIELDS, chunk_rows)
     _write_csv(out / REJECTED_FILE, ("path", "reason"), [(r.path, r.reason) for r in rejected])
-    _write_json(out / LABELS_FILE, speakers)
+    write_json(out / LABELS_FILE, speakers)
 
     notes = []
     for speaker in speakers:
@@ -397,7 +398,7 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
         "notes": notes,
         "per_speaker": per_speaker,
     }
-    _write_json(out / SUMMARY_FILE, summary)
+    write_json(out / SUMMARY_FILE, summary)
     return summary
 
 
@@ -410,7 +411,8 @@ def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(path: Path, data) -> None:
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -407,7 +407,7 @@ def synthesize(
     """
     if speakers < 1:
         raise CorpusError(f"asked for {speakers} speakers; ask for at least 1")
-    if minutes <= 0 or recording_seconds <= 0:
+    if not (0 < minutes < math.inf and 0 < recording_seconds < math.inf):
         raise CorpusError(f"asked for {minutes} minutes in recordings of {recording_seconds} s; both must be positive")
     if sample_rate < 8000:
         raise CorpusError(f"sample rate {sample_rate} Hz is too low for speech; use 8000 Hz or more")
