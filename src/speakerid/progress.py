@@ -21,7 +21,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         yield lambda n=1: bar.advance(task, n)
 
 
-def print_table(title: str, columns: list[str], rows: list[list], err: bool = False) -> None:
+def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     """A short summary table at the end of a command."""
     from rich.console import Console
     from rich.table import Table
@@ -31,4 +31,4 @@ def print_table(title: str, columns: list[str], rows: list[list], err: bool = Fa
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
-    Console(stderr=err).print(table)
+    Console().print(table)
