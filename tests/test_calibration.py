@@ -1,4 +1,4 @@
-"""calibration: the metrics on hand-made scores, and `calibrate` on real recordings with the GE2E encoder."""
+"""calibration: the metrics and the open-set fit on hand-made scores, and `calibrate` on real recordings with GE2E."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from speakerid.audio import load_audio, write_wav
-from speakerid.calibration import calibrate, det_curve, eer, enrollment_split, min_dcf, threshold_at_far
+from speakerid.calibration import (Trials, calibrate, det_curve, eer, fit_scoring, min_dcf, open_set_curve, operating_point,
+                                   threshold_at_far)
 from speakerid.errors import CorpusError
 from speakerid.registry import Registry
+from speakerid.scoring import Fusion
+from speakerid.voices import VoiceRegistry
 
 # Scores worked out by hand in the comments below.
 TARGETS = [0.2, 0.6, 0.7, 0.9]
@@ -88,110 +91,142 @@ def test_metrics_refuse_empty_or_broken_scores():
         min_dcf([0.5], [np.nan])
 
 
-# ---------------------------------------------------------------- the split
+# ---------------------------------------------------------------- open-set identification
 
 
-def link_speakers(source: Path, dest: Path, speakers: list[str], takes: int | None = None) -> Path:
-    for speaker in speakers:
-        (dest / speaker).mkdir(parents=True)
-        for take in sorted((source / speaker).iterdir())[:takes]:
-            (dest / speaker / take.name).symlink_to(take)
-    return dest
+def test_open_set_curve_counts_names_and_rejections():
+    # three enrolled trials (best scores 0.9 right, 0.7 right, 0.8 wrong speaker) and two strangers (0.6, 0.75)
+    thresholds, named, rejected = open_set_curve(np.array([0.9, 0.7, 0.8]), np.array([True, True, False]),
+                                                 np.array([0.6, 0.75]))
+    at = lambda t: int(np.argmin(np.abs(thresholds - t)))
+    assert (named[at(0.65)], rejected[at(0.65)]) == (pytest.approx(2 / 3), 0.5)
+    assert (named[at(0.85)], rejected[at(0.85)]) == (pytest.approx(1 / 3), 1.0)
+    # a wrongly named enrolled voice never counts as named right, whatever the threshold
+    assert named.max() == pytest.approx(2 / 3)
+    # balanced: the worse of the two shares is best: 2/3 named and half the strangers rejected (between
+    # 0.6 and 0.7) beats 1/3 named and all rejected (between 0.75 and 0.8)
+    i = operating_point(thresholds, named, rejected, None)
+    assert 0.6 < thresholds[i] <= 0.7 and (named[i], rejected[i]) == (pytest.approx(2 / 3), 0.5)
+    # with a false-accept rate of 0: the lowest threshold that lets no stranger in
+    j = operating_point(thresholds, named, rejected, far=0.0)
+    assert 0.75 < thresholds[j] <= 0.8 and (named[j], rejected[j]) == (pytest.approx(1 / 3), 1.0)
 
 
-def test_enrollment_split_is_by_recording_seeded_and_stable(dsp20, tmp_path):
-    speakers = sorted(p.name for p in dsp20.iterdir() if p.is_dir())
-    enrollment, trials, skipped = enrollment_split(dsp20, enroll_per_speaker=3, seed=0)
-    assert sorted(enrollment) == sorted(trials) == speakers and skipped == []
-    for speaker in speakers:
-        assert len(enrollment[speaker]) == 3 and len(trials[speaker]) == 2
-        assert sorted(enrollment[speaker] + trials[speaker]) == sorted((dsp20 / speaker).glob("*.flac"))
-    assert enrollment_split(dsp20, 3, seed=0)[0] == enrollment
-    assert enrollment_split(dsp20, 3, seed=1)[0] != enrollment
-    # another speaker set leaves each speaker's own split as it was
-    subset = link_speakers(dsp20, tmp_path / "subset", speakers[5:8])
-    moved, _, _ = enrollment_split(subset, 3, seed=0)
-    assert {s: [p.name for p in v] for s, v in moved.items()} == {s: [p.name for p in enrollment[s]] for s in speakers[5:8]}
-    # at most all recordings but one enroll; a single recording cannot be split
-    uneven = link_speakers(dsp20, tmp_path / "uneven", speakers[:1])
-    link_speakers(dsp20, uneven, speakers[1:2], takes=1)
-    enrollment, trials, skipped = enrollment_split(uneven, enroll_per_speaker=10)
-    assert (len(enrollment[speakers[0]]), len(trials[speakers[0]])) == (4, 1)
-    assert skipped == [(speakers[1], "one recording; calibration needs one to enroll and one to test")]
+def test_a_single_encoder_fuses_to_its_own_cosine():
+    fusion = Fusion.single("e")
+    scores = np.array([[0.3], [0.9]])
+    assert fusion.fuse(scores) == pytest.approx([0.3, 0.9])
+
+
+def test_fusion_finds_the_weight_where_two_encoders_are_right_together():
+    # Two encoders, each blind to another half of the speakers (noise there), sharing the rest:
+    # together they separate enrolled voices from strangers better than either alone.
+    rng = np.random.default_rng(0)
+    speakers, per = 20, 10
+    truth = np.repeat(np.arange(speakers), per)
+
+    def cosines(blind: np.ndarray, n: int, own: np.ndarray | None) -> np.ndarray:
+        scores = rng.normal(0.2, 0.08, size=(n, speakers))
+        if own is not None:
+            scores[np.arange(n), own] += np.where(blind[own], 0.05, 0.45)
+        return scores
+
+    blind_a, blind_b = np.arange(speakers) < 10, np.arange(speakers) >= 10
+    enrolled = np.stack([cosines(blind_a, len(truth), truth), cosines(blind_b, len(truth), truth)], axis=-1)
+    strangers = np.stack([cosines(blind_a, 100, None), cosines(blind_b, 100, None)], axis=-1)
+    trials = Trials(["a", "b"], [str(i) for i in range(speakers)], enrolled, truth, strangers)
+    scoring, report = fit_scoring(trials)
+    alone = [fit_scoring(Trials([e], trials.speakers, enrolled[..., [k]], truth, strangers[..., [k]]))[1]
+             for k, e in enumerate("ab")]
+    balanced = lambda r: min(r["named_right"], r["strangers_rejected"])
+    assert 0.2 <= scoring.fusion.weights[0] <= 0.8
+    assert balanced(report) > max(balanced(r) for r in alone) + 0.1
+    assert report["encoder_eer"]["a"] > report["eer"] and report["encoder_eer"]["b"] > report["eer"]
+    # the fused scores of non-target trials keep the base encoder's scale
+    nontarget = scoring.fusion.fuse(trials.nontarget())
+    assert nontarget.mean() == pytest.approx(trials.nontarget()[:, 0].mean(), abs=1e-6)
 
 
 # ---------------------------------------------------------------- calibrate with GE2E
 
 
+def link_speakers(source: Path, dest: Path, speakers: list[str], takes: slice = slice(None)) -> Path:
+    for speaker in speakers:
+        (dest / speaker).mkdir(parents=True, exist_ok=True)
+        for take in sorted((source / speaker).iterdir())[takes]:
+            (dest / speaker / take.name).symlink_to(take)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def short_takes(dsp20, tmp_path_factory):
-    """4 real dsp20 speakers x 3 takes cut to 6 s (short keeps the test fast), and a fifth speaker with one take."""
+    """7 real dsp20 speakers x 4 takes cut to 6 s (short keeps the test fast)."""
     root = tmp_path_factory.mktemp("calibration") / "data"
-    speakers = sorted(p for p in dsp20.iterdir() if p.is_dir())[:5]
-    for i, folder in enumerate(speakers):
+    for folder in sorted(p for p in dsp20.iterdir() if p.is_dir())[:7]:
         (root / folder.name).mkdir(parents=True)
-        for take in sorted(folder.glob("*.flac"))[: 3 if i < 4 else 1]:
-            audio = load_audio(take)
-            write_wav(root / folder.name / f"{take.stem}.wav", audio[2 * 16000 : 8 * 16000])
+        for take in sorted(folder.glob("*.flac"))[:4]:
+            write_wav(root / folder.name / f"{take.stem}.wav", load_audio(take)[2 * 16000 : 8 * 16000])
     return root
 
 
 @pytest.fixture(scope="module")
-def calibrated(short_takes, tmp_path_factory):
-    out = tmp_path_factory.mktemp("calibrated")
-    result = calibrate(out / "voices.db", short_takes, enroll_per_speaker=2, trial_seconds=3.0, out=out / "det.png",
-                       progress=False)
-    return out, result
-
-
-def test_calibrate_scores_every_trial_against_every_speaker(calibrated, short_takes):
-    _, result = calibrated
+def enrolled(short_takes, tmp_path_factory):
+    """The first 4 speakers enrolled from their 4 takes; the other 3 are strangers."""
+    out = tmp_path_factory.mktemp("enrolled")
     speakers = sorted(p.name for p in short_takes.iterdir())
-    assert result.speakers == speakers[:4]
-    assert result.skipped == [(speakers[4], "one recording; calibration needs one to enroll and one to test")]
-    for speaker in result.speakers:
-        enrolled, tested = result.enrollment[speaker], result.trials[speaker]
-        assert len(enrolled) == 2 and len(tested) == 1 and not set(enrolled) & set(tested)
-        assert all(r.startswith(f"{speaker}/") for r in enrolled + tested)
-    # each 6-s trial take gives two 3-s clips, scored against all 4 references
-    assert len(result.target_scores) == 4 * 2
-    assert len(result.nontarget_scores) == 4 * 2 * 3
+    voices = VoiceRegistry(out / "voices.db")
+    voices.enroll_folder(link_speakers(short_takes, out / "enroll", speakers[:4]), progress=False)
+    voices.close()
+    return out / "voices.db", link_speakers(short_takes, out / "strangers", speakers[4:]), speakers
 
 
-def test_calibrate_measures_and_stores_the_threshold(calibrated):
-    out, result = calibrated
-    assert result.target_scores.mean() > result.nontarget_scores.mean() + 0.1
-    assert 0 <= result.eer < 0.25
-    # 1 % of 24 non-target trials allows none: the threshold lies above every non-target score
-    assert result.far_measured == 0 and result.threshold > result.nontarget_scores.max()
-    assert result.frr == pytest.approx(np.mean(result.target_scores < result.threshold))
-    assert (out / "det.png").stat().st_size > 10_000 and result.plot == str(out / "det.png")
-
-    registry = Registry(out / "voices.db", create=False)
-    stored = registry.threshold
-    assert stored["value"] == pytest.approx(result.threshold)
-    assert stored["eer"] == pytest.approx(result.eer) and stored["min_dcf"] == pytest.approx(result.min_dcf)
-    assert stored["target_trials"] == 8 and stored["calibrated_at"] == result.calibrated_at
-    # the new registry records the encoder the threshold belongs to, and enrolls nobody
-    assert registry.encoder_spec == {"kind": "ge2e"} and registry.speakers() == []
+def test_calibrate_cross_validates_the_enrolled_side_and_stores_the_scoring(enrolled, tmp_path):
+    path, strangers, speakers = enrolled
+    result = calibrate(path, strangers, trial_seconds=3.0, out=tmp_path / "calibration.png", progress=False)
+    report = result.report
+    assert result.enrolled_side == "cross-validation" and result.stored
+    # every enrolled take is held out once (two 3-s clips each); every stranger take gives two clips too
+    assert (report["enrolled_trials"], report["stranger_trials"]) == (4 * 4 * 2, 3 * 4 * 2)
+    assert report["speakers"] == 4 and not report["strangers_simulated"]
+    assert report["named_right"] >= 0.7 and report["strangers_rejected"] >= 0.7
+    assert (tmp_path / "calibration.png").stat().st_size > 20_000 and result.plot == str(tmp_path / "calibration.png")
+    stored = Registry(path).scoring
+    assert stored["identify"] == pytest.approx(result.scoring.identify)
+    assert stored["verify"] == pytest.approx(report["eer_threshold"])
+    assert stored["encoders"] == result.encoders and stored["source"] == "calibrated"
     json.dumps(result.to_dict())
 
-
-def test_calibrate_without_store_writes_nothing(calibrated, short_takes, tmp_path):
-    out, stored = calibrated
-    dry = calibrate(out / "voices.db", short_takes, enroll_per_speaker=1, far=0.2, store=False, progress=False)
-    assert not dry.stored and dry.trial_seconds is None and len(dry.target_scores) == 4 * 2
-    assert Registry(out / "voices.db").threshold == stored.threshold_info()
-    # nor creates a registry that is not there
-    two = link_speakers(short_takes, tmp_path / "two", sorted(p.name for p in short_takes.iterdir())[:2], takes=2)
-    calibrate(tmp_path / "new.db", two, enroll_per_speaker=1, store=False, progress=False)
-    assert not (tmp_path / "new.db").exists()
+    # the identification threshold lies above the verification one: a stranger keeps its best of four scores
+    assert result.scoring.identify >= result.scoring.verify
+    # --far: at most that share of strangers accepted
+    strict = calibrate(path, strangers, trial_seconds=3.0, far=0.05, store=False, progress=False)
+    assert 1 - strict.report["strangers_rejected"] <= 0.05 and not strict.stored
+    assert Registry(path).scoring == stored  # a dry run writes nothing
 
 
-def test_calibrate_needs_two_usable_speakers(short_takes, tmp_path):
-    one = link_speakers(short_takes, tmp_path / "one", [sorted(p.name for p in short_takes.iterdir())[0]])
-    with pytest.raises(CorpusError, match="at least 2 speakers"):
-        calibrate(tmp_path / "r.db", one, progress=False)
+def test_calibrate_without_strangers_or_new_recordings_cross_validates_and_simulates_strangers(enrolled):
+    path, _, speakers = enrolled
+    # a folder of enrolled speakers' files that are all enrolled already: nothing held out, no stranger
+    already = link_speakers(path.parent / "enroll", path.parent / "only-enrolled", speakers[:2])
+    result = calibrate(path, already, store=False, progress=False)
+    report = result.report
+    assert result.enrolled_side == "cross-validation" and report["strangers_simulated"]
+    # each of the 16 enrolled takes is held out once, and doubles as a stranger to the other 3 speakers
+    assert report["enrolled_trials"] == report["stranger_trials"] == 16
+    assert report["named_right"] >= 0.7 and report["strangers_rejected"] >= 0.7
+
+
+def test_calibrate_refuses_what_it_cannot_use(enrolled, short_takes, tmp_path):
+    path, strangers, speakers = enrolled
     with pytest.raises(CorpusError, match="false-accept rate"):
-        calibrate(tmp_path / "r.db", short_takes, far=1.5, progress=False)
-    assert not (tmp_path / "r.db").exists()
+        calibrate(path, strangers, far=1.5, progress=False)
+    one = VoiceRegistry(tmp_path / "one.db")
+    one.enroll_folder(link_speakers(short_takes, tmp_path / "one", speakers[:1]), progress=False)
+    one.close()
+    with pytest.raises(CorpusError, match="at least 2"):
+        calibrate(tmp_path / "one.db", strangers, progress=False)
+    from speakerid.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="no such registry"):
+        calibrate(tmp_path / "missing.db", strangers, progress=False)
+    assert not (tmp_path / "missing.db").exists()

@@ -90,7 +90,7 @@ def run_dir(small_corpus, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_encoder(run_dir) -> RunEncoder:
-    return RunEncoder(run_dir, "cpu")
+    return RunEncoder.from_dir(run_dir, "cpu")
 
 
 @pytest.fixture(params=["ge2e", "run"])
@@ -196,7 +196,7 @@ def test_load_encoder(run_dir):
 
 def test_a_changed_or_vanished_run_is_refused(run_dir, tmp_path):
     copy = shutil.copytree(run_dir, tmp_path / "run")
-    spec = RunEncoder(copy, "cpu").spec
+    spec = RunEncoder.from_dir(copy, "cpu").spec
     weights = load_file(copy / "model.safetensors")
     first = next(iter(weights))
     weights[first] = weights[first] + 1.0

@@ -1,8 +1,8 @@
-"""calibrate: choose the decision threshold on the user's own recordings, and the metrics behind it.
+"""calibrate: fit how a registry's scores become decisions, on the task users run, and the metrics behind it.
 
-A score is a cosine between a recording's embedding and a speaker's reference; a trial is
-accepted when its score is at or above the threshold. Target trials compare a speaker with
-itself, non-target trials with someone else. Over all candidate thresholds:
+Pairwise metrics. A score compares a recording with a speaker's reference; a trial is accepted
+when its score is at or above the threshold. Target trials compare a speaker with itself,
+non-target trials with someone else. Over all candidate thresholds:
 
     miss rate (FRR)          share of target scores below the threshold
     false-accept rate (FAR)  share of non-target scores at or above the threshold
@@ -14,10 +14,10 @@ scores rather than on one of them.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,7 +25,11 @@ from speakerid.audio import load_audio
 from speakerid.corpus import scan
 from speakerid.errors import AudioError, CorpusError
 
-__all__ = ["CalibrationResult", "calibrate", "enrollment_split", "det_curve", "eer", "threshold_at_far", "min_dcf"]
+if TYPE_CHECKING:
+    from speakerid.scoring import Scoring
+
+__all__ = ["CalibrationResult", "calibrate", "Trials", "fit_scoring", "cross_validation_trials", "open_set_curve", "operating_point", "det_curve", "eer",
+           "threshold_at_far", "min_dcf"]
 
 
 # ---------------------------------------------------------------- metrics
@@ -99,228 +103,337 @@ def _scores(values, what: str) -> np.ndarray:
     return scores
 
 
+# ---------------------------------------------------------------- open-set identification
+
+
+@dataclass
+class Trials:
+    """Recordings scored against every enrolled speaker by every encoder, for fitting decisions.
+
+    `enrolled` (T, S, E): recordings of enrolled speakers that built no reference of theirs,
+    with `truth` (T,) the column of their speaker; `strangers` (U, S, E): recordings of voices
+    nobody enrolled. When there are none, `simulated` strangers are enrolled recordings scored
+    with their own speaker's column left out (`excluded` (U, S) marks it): a stranger as the
+    other speakers see it.
+    """
+
+    encoders: list[str]
+    speakers: list[str]
+    enrolled: np.ndarray
+    truth: np.ndarray
+    strangers: np.ndarray
+    excluded: np.ndarray | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return self.excluded is not None
+
+    def own(self) -> np.ndarray:
+        """(T, S) True where an enrolled trial meets its own speaker."""
+        own = np.zeros(self.enrolled.shape[:2], dtype=bool)
+        own[np.arange(len(self.truth)), self.truth] = True
+        return own
+
+    def stranger_columns(self) -> np.ndarray:
+        """(U, S) True where a stranger trial is scored."""
+        return np.ones(self.strangers.shape[:2], dtype=bool) if self.excluded is None else ~self.excluded
+
+    def nontarget(self) -> np.ndarray:
+        """(N, E) cosine scores of every recording against every speaker that is not its own."""
+        return np.concatenate([self.enrolled[~self.own()], self.strangers[self.stranger_columns()]])
+
+
+def open_set_curve(best_enrolled: np.ndarray, right: np.ndarray, best_stranger: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, share of enrolled recordings named right, share of strangers rejected), thresholds ascending.
+
+    An enrolled recording is named right when its best-scoring speaker is its own and the score
+    reaches the threshold; a stranger is rejected when its best score stays under it.
+    """
+    distinct = np.unique(np.concatenate([best_enrolled, best_stranger]))
+    thresholds = np.concatenate([distinct[:1], (distinct[:-1] + distinct[1:]) / 2, [np.nextafter(distinct[-1], np.inf)]])
+    right_scores = np.sort(best_enrolled[right])
+    named = (len(right_scores) - np.searchsorted(right_scores, thresholds, side="left")) / max(1, len(best_enrolled))
+    rejected = np.searchsorted(np.sort(best_stranger), thresholds, side="left") / max(1, len(best_stranger))
+    return thresholds, named, rejected
+
+
+def operating_point(thresholds: np.ndarray, named: np.ndarray, rejected: np.ndarray, far: float | None) -> int:
+    """Index of the chosen threshold: with `far`, the lowest one that lets at most that share of
+    strangers in (it names the most enrolled voices); without, the balanced point, where the worse
+    of the two shares (named right, strangers rejected) is best."""
+    if far is not None:
+        return int(np.argmax(1 - rejected <= far + 1e-9))
+    worse, total = np.minimum(named, rejected), named + rejected
+    candidates = np.flatnonzero(worse == worse.max())
+    return int(candidates[np.argmax(total[candidates])])
+
+
+WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+
+
+def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibrated") -> tuple["Scoring", dict]:
+    """The fusion weights, statistics and thresholds that serve `trials` best, and what they achieve.
+
+    With two encoders the weight of the base encoder is chosen on a grid (0, 0.05, ..., 1) by the
+    balanced open-set accuracy it reaches; the identification threshold then sits at the
+    operating point (`operating_point`), the verification threshold at the pairwise EER (or at
+    the pairwise false-accept rate `far`).
+    """
+    from speakerid.scoring import Fusion, Scoring
+
+    if len(trials.enrolled) == 0 or len(trials.strangers) == 0:
+        raise CorpusError("calibration needs recordings of enrolled speakers and of strangers to score")
+    nontarget = trials.nontarget()
+    grid = WEIGHT_GRID if len(trials.encoders) > 1 else np.array([1.0])
+    best = None
+    for w in grid:
+        weights = [w, 1 - w] if len(trials.encoders) > 1 else [1.0]
+        fusion = Fusion.fit(trials.encoders, weights, nontarget)
+        fused_enrolled = fusion.fuse(trials.enrolled)
+        fused_strangers = np.where(trials.stranger_columns(), fusion.fuse(trials.strangers), -np.inf)
+        best_enrolled = fused_enrolled.max(axis=1)
+        right = fused_enrolled.argmax(axis=1) == trials.truth
+        curve = open_set_curve(best_enrolled, right, fused_strangers.max(axis=1))
+        i = operating_point(*curve, None)
+        key = (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i], -abs(w - 0.5))
+        if best is None or key > best[0]:
+            best = (key, fusion, fused_enrolled, fused_strangers, right, curve)
+    _, fusion, fused_enrolled, fused_strangers, right, (thresholds, named, rejected) = best
+    i = operating_point(thresholds, named, rejected, far)
+    own = trials.own()
+    targets = fused_enrolled[own]
+    nontargets = np.concatenate([fused_enrolled[~own], fused_strangers[trials.stranger_columns()]])
+    equal_rate, equal_threshold = eer(targets, nontargets)
+    verify_threshold = equal_threshold if far is None else threshold_at_far(targets, nontargets, far)[0]
+    cost, cost_threshold = min_dcf(targets, nontargets)
+    report = {
+        "operating_point": "balanced" if far is None else f"strangers accepted <= {far:g}",
+        "named_right": float(named[i]), "strangers_rejected": float(rejected[i]), "top1": float(right.mean()),
+        "enrolled_trials": int(len(trials.truth)), "stranger_trials": int(len(trials.strangers)),
+        "strangers_simulated": trials.simulated, "speakers": len(trials.speakers),
+        "eer": equal_rate, "eer_threshold": equal_threshold, "min_dcf": cost, "min_dcf_threshold": cost_threshold,
+        "encoder_eer": {e: eer(trials.enrolled[own][:, k], nontarget[:, k])[0] for k, e in enumerate(trials.encoders)},
+        "weights": dict(zip(trials.encoders, fusion.weights)),
+        "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    scoring = Scoring(fusion, float(thresholds[i]), float(verify_threshold), source, report)
+    curve = {"thresholds": thresholds, "named_right": named, "strangers_rejected": rejected, "chosen": i,
+             "targets": targets, "nontargets": nontargets}
+    return scoring, {**report, "curve": curve}
+
+
 # ---------------------------------------------------------------- calibrate
 
 
 @dataclass
 class CalibrationResult:
-    """What `calibrate` measured, and the threshold it chose (the one at the asked false-accept rate)."""
+    """What `calibrate` measured and the scoring it fitted (stored in the registry unless told not to)."""
 
     registry: str
     data: str
-    encoder: str
-    threshold: float
-    far: float  # asked
-    far_measured: float  # at `threshold`, on these trials
-    frr: float  # miss rate at `threshold`
-    eer: float
-    eer_threshold: float
-    min_dcf: float
-    min_dcf_threshold: float
-    p_target: float
-    trial_seconds: float | None
-    speakers: list[str]
-    enrollment: dict[str, list[str]]  # recordings that built each speaker's temporary reference
-    trials: dict[str, list[str]]  # recordings scored against every reference
-    target_scores: np.ndarray
-    nontarget_scores: np.ndarray
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # speakers left out, and why
+    encoders: list[str]
+    enrolled_side: str  # "held-out recordings" (folders named like enrolled speakers) or "cross-validation"
+    scoring: "Scoring"
+    report: dict
+    curve: dict
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # speakers left out of the trials, and why
     failed: list[tuple[str, str]] = field(default_factory=list)  # files that could not be used, and why
-    calibrated_at: str = ""
     plot: str | None = None
     stored: bool = False
 
-    def threshold_info(self) -> dict:
-        """The registry's record of this calibration."""
-        return {
-            "value": self.threshold, "far": self.far, "far_measured": self.far_measured, "frr": self.frr,
-            "eer": self.eer, "eer_threshold": self.eer_threshold, "min_dcf": self.min_dcf,
-            "min_dcf_threshold": self.min_dcf_threshold, "p_target": self.p_target,
-            "target_trials": len(self.target_scores), "nontarget_trials": len(self.nontarget_scores),
-            "speakers": len(self.speakers), "trial_seconds": self.trial_seconds, "encoder": self.encoder,
-            "calibrated_at": self.calibrated_at, "data": self.data,
-        }
+    @property
+    def threshold(self) -> float:
+        return self.scoring.identify
 
     def to_dict(self) -> dict:
-        skip = {"target_scores", "nontarget_scores", "skipped", "failed"}
-        out = {k: v for k, v in asdict(self).items() if k not in skip}
-        out["target_trials"], out["nontarget_trials"] = len(self.target_scores), len(self.nontarget_scores)
-        out["skipped"] = [{"speaker": s, "reason": r} for s, r in self.skipped]
-        out["failed"] = [{"file": f, "reason": r} for f, r in self.failed]
-        return out
+        return {"registry": self.registry, "data": self.data, "encoders": self.encoders, "enrolled_side": self.enrolled_side,
+                "identify_threshold": self.scoring.identify, "verify_threshold": self.scoring.verify,
+                "fusion": self.scoring.fusion.to_dict(), **self.report, "plot": self.plot, "stored": self.stored,
+                "skipped": [{"speaker": s, "reason": r} for s, r in self.skipped],
+                "failed": [{"file": f, "reason": r} for f, r in self.failed]}
 
 
-def calibrate(registry: str | Path, data_dir: str | Path, model: str | Path | None = None, enroll_per_speaker: int = 3,
-              trial_seconds: float | None = None, far: float = 0.01, p_target: float = 0.01, seed: int = 0,
-              out: str | Path | None = None, store: bool = True, device: str = "auto",
-              progress: bool = True) -> CalibrationResult:
-    """Measure how the registry's encoder separates the speakers of `data_dir`, and store the threshold at `far`.
+def calibrate(registry: str | Path, data_dir: str | Path, model: str | Path | None = None, far: float | None = None,
+              trial_seconds: float | None = None, out: str | Path | None = None, store: bool = True,
+              device: str = "auto", progress: bool = True) -> CalibrationResult:
+    """Fit the registry's decisions on the task users run: naming its enrolled speakers, rejecting strangers.
 
-    Each speaker folder's recordings are split (seeded, by recording) into `enroll_per_speaker`
-    recordings that build a temporary reference (never written to the registry; at most all but
-    one recording) and trials: whole recordings, or clips of `trial_seconds` cut from them (the
-    tail shorter than a clip is dropped; a recording shorter than one clip is one trial). Every
-    trial is scored against every reference: its own speaker's is a target trial, the others
-    non-target trials. Speakers with fewer than 2 recordings are skipped and reported.
+    `data_dir` holds speaker folders. A folder named like an enrolled speaker holds that
+    speaker's other recordings (files already enrolled are left out); every other folder is a
+    stranger. Without such recordings, the enrolled side comes from the registry's own
+    enrollment audio by cross-validation: each recording is scored with its speaker's reference
+    rebuilt without it (after `adapt`, only the recordings the adapted encoder never trained on).
+    Without strangers, each enrolled trial doubles as a stranger by leaving its own speaker out.
 
-    The chosen threshold is `threshold_at_far(targets, non-targets, far)`: false accepts are
-    counted per comparison, and identification compares a stranger with every enrolled speaker,
-    so with N speakers a stranger passes more often than `far` (at most N times as often).
-    Scores depend on recording length: calibrate on recordings (or `trial_seconds` clips) as long
-    as those that will be identified.
-
-    With `store`, the threshold goes into the registry (which records the encoder if it is new);
-    without it, nothing is written, and a registry file that does not exist is not created.
-    `out` names the DET plot to draw.
+    Trials are whole recordings, or clips of `trial_seconds` (calibrate on what you will
+    identify: scores fall with duration). Fits the fusion weights, the identification threshold
+    at the balanced point (or where at most `far` of strangers are accepted) and the verification
+    threshold at the pairwise EER (or at pairwise false-accept rate `far`), stores them unless
+    `store` is False, and draws `out` (PNG) when given.
     """
-    from speakerid.registry import VoiceRegistry
+    from speakerid.voices import VoiceRegistry
 
-    if int(enroll_per_speaker) != enroll_per_speaker or enroll_per_speaker < 1:
-        raise CorpusError(f"enroll_per_speaker must be a whole number of recordings, at least 1; got {enroll_per_speaker}")
+    if far is not None and not 0 < far < 1:
+        raise CorpusError(f"the false-accept rate must lie in (0, 1), got {far}")
     if trial_seconds is not None and trial_seconds <= 0:
         raise CorpusError(f"trial length must be positive, got {trial_seconds} s")
-    if not 0 < far < 1:
-        raise CorpusError(f"the false-accept rate must lie in (0, 1), got {far}")
-    if not 0 < p_target < 1:
-        raise CorpusError(f"the target prior must lie in (0, 1), got {p_target}")
     data_dir = Path(data_dir).resolve()
-    enrollment, trials, skipped = enrollment_split(data_dir, int(enroll_per_speaker), seed)
-    if len(enrollment) < 2:
-        raise CorpusError(f"{data_dir}: calibration needs at least 2 speakers with 2 or more recordings each; "
-                          f"found {len(enrollment)}")
-
-    # Without `store`, a registry file that does not exist is not created: GE2E (or `model`) is used.
-    voices = VoiceRegistry(registry, model, device) if store or Path(registry).exists() else None
+    voices = VoiceRegistry(registry, model, device, create=False)
     try:
-        if voices is None:
-            from speakerid.encoders import load_encoder
+        names, _ = voices.reference_matrices()
+        if len(names) < 2:
+            raise CorpusError(f"{registry} has {len(names)} enrolled speaker(s); calibration needs at least 2 "
+                              "(speakerid enroll) and a folder of strangers")
+        sources, rejected = scan(data_dir)
+        failed = [(r.path, r.reason) for r in rejected]
+        column = {name: i for i, name in enumerate(names)}
+        own_files: dict[str, list[Path]] = {}
+        stranger_files: list[Path] = []
+        for source in sources:
+            if source.speaker in column:
+                own_files.setdefault(source.speaker, []).append(source.path)
+            else:
+                stranger_files.append(source.path)
+        # A file already enrolled for its speaker is no held-out recording of it.
+        held_out = {speaker: [f for f in files if _sha256(f) not in voices.registry.enrolled_hashes(speaker)]
+                    for speaker, files in own_files.items()}
+        held_out = {speaker: files for speaker, files in held_out.items() if files}
+        from speakerid.progress import progress_bar
 
-            encoder = load_encoder(model, device)
+        with progress_bar("calibrating", total=len(stranger_files) + sum(map(len, held_out.values())),
+                          enabled=progress) as advance:
+            strangers = _score_files(voices, stranger_files, trial_seconds, failed, advance, len(names))
+            if held_out:
+                enrolled_side, skipped = "held-out recordings", []
+                enrolled, truth = [], []
+                for speaker, files in sorted(held_out.items()):
+                    scored = _score_files(voices, files, trial_seconds, failed, advance, len(names))
+                    enrolled.append(scored)
+                    truth += [column[speaker]] * len(scored)
+                enrolled = np.concatenate(enrolled)
+            else:
+                enrolled_side = "cross-validation"
+                enrolled, truth, skipped = _registry_trials(voices, names, trial_seconds, failed)
+        encoders = [e.name for e in voices.encoders]
+        if len(enrolled) == 0:
+            raise CorpusError(f"{data_dir}: no recording of an enrolled speaker could be scored")
+        truth = np.asarray(truth)
+        if len(strangers):
+            trials = Trials(encoders, names, enrolled, truth, strangers)
         else:
-            encoder = voices.encoder
-        result = _measure(encoder, str(registry), data_dir, enrollment, trials, skipped, trial_seconds, far, p_target,
-                          progress)
+            excluded = np.zeros(enrolled.shape[:2], dtype=bool)
+            excluded[np.arange(len(truth)), truth] = True
+            trials = Trials(encoders, names, enrolled, truth, enrolled, excluded)
+        scoring, report = fit_scoring(trials, far)
+        curve = report.pop("curve")
+        result = CalibrationResult(str(registry), str(data_dir), encoders, enrolled_side, scoring, report, curve,
+                                   skipped, failed)
         if out is not None:
-            result.plot = str(_plot(result, out))
+            from speakerid.plots import plot_calibration
+
+            result.plot = str(plot_calibration(result, out))
         if store:
-            voices.registry.bind_encoder(encoder)
-            voices.registry.set_threshold(result.threshold_info())
+            voices.registry.set_scoring(scoring.to_dict())
             result.stored = True
     finally:
-        if voices is not None:
-            voices.close()
+        voices.close()
     return result
 
 
-def _measure(encoder, registry: str, data_dir: Path, enrollment: dict, trials: dict, skipped: list, trial_seconds: float | None,
-             far: float, p_target: float, progress: bool) -> CalibrationResult:
-    """Embed enrollment and trial recordings, score every trial against every reference, compute the metrics."""
-    from speakerid.progress import progress_bar
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _clips(audio: np.ndarray, seconds: float | None, label: str) -> tuple[list[np.ndarray], list[str]]:
+    """A recording whole, or cut into clips of `seconds` (the tail shorter than a clip dropped;
+    a recording shorter than one clip is one clip)."""
+    if seconds is None:
+        return [audio], [label]
+    from speakerid.audio import SAMPLE_RATE
+
+    size = round(seconds * SAMPLE_RATE)
+    starts = range(0, max(1, len(audio) - size + 1), size)
+    return [audio[s : s + size] for s in starts], [f"{label} [{s / SAMPLE_RATE:g} s]" for s in starts]
+
+
+def _score_files(voices, files: list[Path], seconds: float | None, failed: list, advance, n_speakers: int) -> np.ndarray:
+    """(n, speakers, encoders) cosine scores of the files' recordings (or clips) against every reference."""
+    from speakerid.errors import RegistryError
+
+    rows = []
+    for path in files:
+        try:
+            clips, labels = _clips(load_audio(path), seconds, str(path))
+            for clip, label in zip(clips, labels):
+                try:
+                    rows.append(voices.score([clip], [label]).cosines[0])
+                except AudioError as err:
+                    failed.append((label, err.reason))
+        except (AudioError, RegistryError) as err:
+            failed.append((str(path), getattr(err, "reason", str(err))))
+        advance()
+    return np.stack(rows) if rows else np.zeros((0, n_speakers, len(voices.encoders)))
+
+
+def cross_validation_trials(names: list[str], by_speaker: dict[str, list[int]], stored: list[dict[int, np.ndarray]],
+                            held_out: set[int] | None, probes=None) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """Enrolled trials from enrolled recordings: each held-out recording (every recording when
+    `held_out` is None) is scored, per encoder, against every speaker's reference, its own speaker's
+    rebuilt from the speaker's other recordings. `stored` holds each encoder's embeddings (recording
+    id -> vector); `probes(recording id)`, when given, replaces the stored embeddings of a trial by
+    probes of its own (its clips), each a list of one vector per encoder. Returns (trials (T, S, E), truth, skipped speakers)."""
     from speakerid.registry import reference
 
-    failed: list[tuple[str, str]] = []
-    names, references, trial_vectors, trial_owner = [], [], [], []
-    total = sum(map(len, enrollment.values())) + sum(map(len, trials.values()))
-    with progress_bar("calibrating", total=total, enabled=progress) as advance:
-        for speaker in sorted(enrollment):
-            vectors = []
-            for path in enrollment[speaker]:
-                vectors += _embed(encoder, path, None, failed)
-                advance()
-            if not vectors:
-                skipped.append((speaker, "no enrollment recording could be used"))
-                continue
-            names.append(speaker)
-            references.append(reference(np.stack(vectors)))
-        for speaker in sorted(trials):
-            for path in trials[speaker]:
-                clips = _embed(encoder, path, trial_seconds, failed)
-                trial_vectors += clips
-                trial_owner += [speaker] * len(clips)
-                advance()
-    if len(names) < 2 or not trial_vectors:
-        raise CorpusError(f"{data_dir}: calibration needs at least 2 speakers with 2 or more usable recordings each; "
-                          f"found {len(names)} usable speaker(s)")
-    scores = np.stack(trial_vectors) @ np.stack(references).T  # (trials, speakers)
-    is_target = np.array(trial_owner)[:, None] == np.array(names)[None, :]
-    targets, nontargets = scores[is_target], scores[~is_target]
-    if len(targets) == 0:
-        raise CorpusError(f"{data_dir}: no speaker had both an enrollment and a trial recording that could be used")
-
-    threshold, far_measured, frr = threshold_at_far(targets, nontargets, far)
-    equal_rate, equal_threshold = eer(targets, nontargets)
-    cost, cost_threshold = min_dcf(targets, nontargets, p_target)
-    return CalibrationResult(
-        registry=registry, data=str(data_dir), encoder=encoder.name, threshold=threshold, far=far,
-        far_measured=far_measured, frr=frr, eer=equal_rate, eer_threshold=equal_threshold, min_dcf=cost,
-        min_dcf_threshold=cost_threshold, p_target=p_target, trial_seconds=trial_seconds, speakers=names,
-        enrollment={s: [_relative(p, data_dir) for p in enrollment[s]] for s in names},
-        trials={s: [_relative(p, data_dir) for p in trials[s]] for s in sorted(trials)},
-        target_scores=targets, nontarget_scores=nontargets, skipped=sorted(skipped), failed=failed,
-        calibrated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-
-
-def _plot(result: CalibrationResult, out: str | Path) -> Path:
-    from speakerid.plots import plot_det
-
-    _, far, frr = det_curve(result.target_scores, result.nontarget_scores)
-    marks = {
-        f"EER {result.eer:.2%} (threshold {result.eer_threshold:.3f})": (result.eer, result.eer),
-        f"FAR ≤ {result.far:g} (threshold {result.threshold:.3f})": (result.far_measured, result.frr),
-    }
-    title = (f"{result.encoder} on {Path(result.data).name}: "
-             f"{len(result.target_scores)} target, {len(result.nontarget_scores)} non-target trials")
-    return plot_det(far, frr, out, marks, title)
-
-
-def enrollment_split(data_dir: str | Path, enroll_per_speaker: int = 3,
-                     seed: int = 0) -> tuple[dict[str, list[Path]], dict[str, list[Path]], list[tuple[str, str]]]:
-    """(enrollment, trials, skipped): each speaker's recordings split by recording, as `calibrate` splits them.
-
-    The split is seeded and stable per speaker (adding a speaker does not move the others'
-    recordings); `enroll_per_speaker` recordings enroll, at most all but one. Speakers with a
-    single recording are skipped, with the reason.
-    """
-    sources, _ = scan(data_dir)
-    by_speaker: dict[str, list] = {}
-    for source in sources:
-        by_speaker.setdefault(source.speaker, []).append(source)
-    enrollment, trials, skipped = {}, {}, []
-    for speaker, found in sorted(by_speaker.items()):
-        if len(found) < 2:
-            skipped.append((speaker, "one recording; calibration needs one to enroll and one to test"))
+    full = [np.stack([reference(np.stack([vectors[r] for r in by_speaker[name]])) for name in names]) for vectors in stored]
+    rows, truth, skipped = [], [], []
+    for column, name in enumerate(names):
+        recordings = by_speaker.get(name, [])
+        trials = [r for r in recordings if held_out is None or r in held_out]
+        if len(recordings) < 2 or not trials:
+            skipped.append((name, "one enrolled recording: nothing to hold out" if len(recordings) < 2
+                            else "the adapted encoder trained on all of its recordings"))
             continue
-        ordered = sorted(found, key=lambda s: s.recording)
-        rng = np.random.default_rng([seed, zlib.crc32(speaker.encode("utf-8"))])
-        ordered = [ordered[i] for i in rng.permutation(len(ordered))]
-        n_enroll = min(enroll_per_speaker, len(ordered) - 1)
-        enrollment[speaker] = [s.path for s in ordered[:n_enroll]]
-        trials[speaker] = [s.path for s in ordered[n_enroll:]]
-    return enrollment, trials, skipped
+        for trial in trials:
+            others = [r for r in recordings if r != trial]
+            own = [reference(np.stack([vectors[r] for r in others])) for vectors in stored]
+            for probe in (probes(trial) if probes else [[vectors[trial] for vectors in stored]]):
+                scores = np.stack([full[k] @ probe[k] for k in range(len(stored))], axis=-1)  # (S, E)
+                scores[column] = [own[k] @ probe[k] for k in range(len(stored))]
+                rows.append(scores)
+                truth.append(column)
+    empty = np.zeros((0, len(names), len(stored)))
+    return (np.stack(rows) if rows else empty), truth, skipped
 
 
-def _embed(encoder, path: Path, clip_seconds: float | None, failed: list) -> list[np.ndarray]:
-    """Embeddings of a recording, whole or one per clip; what cannot be used is added to `failed`."""
-    try:
-        audio = load_audio(path, encoder.sample_rate)
-    except AudioError as err:
-        failed.append((str(path), err.reason))
-        return []
-    if clip_seconds is None:
-        clips = {str(path): audio}
-    else:
-        size = round(clip_seconds * encoder.sample_rate)
-        starts = range(0, max(1, len(audio) - size + 1), size)
-        clips = {f"{path} [{start / encoder.sample_rate:g} s]": audio[start : start + size] for start in starts}
-    vectors = []
-    for name, clip in clips.items():
-        try:
-            vectors.append(encoder.embed(clip, name))
-        except AudioError as err:
-            failed.append((name, err.reason))
-    return vectors
+def _registry_trials(voices, names: list[str], seconds: float | None, failed: list
+                     ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """`cross_validation_trials` on a registry's recordings and stored embeddings (after `adapt`, only
+    the recordings its adapted encoder held out); with `seconds`, the trials are clips of the stored audio."""
+    from speakerid.registry import ADAPTED
 
+    registry = voices.registry
+    records = registry.encoders()
+    adapted = next((r for r in records if r.role == ADAPTED), None)
+    held_out = None if adapted is None else set(adapted.config.get("held_out", []))
+    by_speaker: dict[str, list[int]] = {}
+    for recording in registry.recordings():
+        by_speaker.setdefault(recording["speaker"], []).append(recording["id"])
 
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+    def clips(recording: int) -> list[np.ndarray]:
+        found = []
+        audio = registry.audio(recording).astype(np.float32) / 32768.0
+        for clip, label in zip(*_clips(audio, seconds, f"recording {recording}")):
+            try:
+                found.append([v[0] for v in voices.embed([clip], [label]).values()])
+            except AudioError as err:
+                failed.append((label, err.reason))
+        return found
+
+    stored = [registry.embeddings(r.name) for r in records]
+    return cross_validation_trials(names, by_speaker, stored, held_out, clips if seconds else None)

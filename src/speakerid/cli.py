@@ -296,7 +296,7 @@ def identify(
         answer = lambda path: identifier.identify(path, top_k=top_k).to_dict()
         files = paths[1:]
     else:
-        from speakerid.registry import VoiceRegistry
+        from speakerid.voices import VoiceRegistry
 
         voices = VoiceRegistry(registry, model, device, create=False)
         answer = lambda path: voices.identify(path, top_k=top_k, threshold=threshold).to_dict()
@@ -312,12 +312,12 @@ def _closed_set_line(a: dict) -> str:
 def _open_set_line(a: dict) -> str:
     best = a["ranking"][0]
     if a["known"] is False:
-        head = f"unknown (closest {best['speaker']} {best['score']:.2f} < {a['threshold']:.2f}, {a['threshold_source']})"
+        head = f"unknown (closest {best['speaker']} {best['score']:.3f} < {a['threshold']:.3f}, {a['threshold_source']})"
     else:
-        head = f"{a['speaker']} ({a['score']:.2f})"
+        head = f"{a['speaker']} ({a['score']:.3f})"
         if a["known"] is None:
             head += " (no threshold: run `speakerid calibrate` to answer unknown)"
-    others = "  ".join(f"{r['speaker']} ({r['score']:.2f})" for r in a["ranking"][1:])
+    others = "  ".join(f"{r['speaker']} ({r['score']:.3f})" for r in a["ranking"][1:])
     return f"{a['file']}: {head}" + (f"   then {others}" if others else "")
 
 
@@ -357,7 +357,7 @@ def enroll(
 ) -> None:
     """Add speakers to a registry from a few recordings each, without retraining."""
     from speakerid.progress import print_table
-    from speakerid.registry import VoiceRegistry
+    from speakerid.voices import VoiceRegistry
 
     voices = VoiceRegistry(registry, model)
     if name is not None:
@@ -366,8 +366,9 @@ def enroll(
         results = voices.enroll_folder(paths[0], replace=replace, progress=not quiet)
     else:
         raise SpeakerIdError("give --name NAME with its recordings, or one folder holding a sub-folder per speaker")
-    print_table(f"{registry} ({voices.registry.encoder_name})", ["speaker", "added", "already enrolled", "failed", "embeddings"],
-                [[r.speaker, r.added, len(r.skipped), len(r.failed), r.embeddings] for r in results])
+    print_table(f"{registry} ({', '.join(e.name for e in voices.encoders)})",
+                ["speaker", "added", "already enrolled", "failed", "recordings"],
+                [[r.speaker, r.added, len(r.skipped), len(r.failed), r.recordings] for r in results])
     failed = [(f, why) for r in results for f, why in r.failed]
     for path, why in failed:
         typer.secho(f"rejected: {path}: {why}", err=True, fg="yellow")
@@ -387,7 +388,7 @@ def verify(
     """Score whether two recordings share a speaker, and decide same or different."""
     import json
 
-    from speakerid.registry import verify as run_verify
+    from speakerid.voices import verify as run_verify
 
     result = run_verify(a, b, model=model, registry=registry, threshold=threshold).to_dict()
     if as_json:
@@ -401,44 +402,71 @@ def verify(
 
 
 @app.command()
+def adapt(
+    registry: Path = typer.Option(..., help="Registry whose enrolled voices to learn."),
+    minutes: Optional[float] = typer.Option(None, help="Stop training after the epoch that passes this many minutes."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Most training epochs (default: the recipe's)."),
+    seed: int = typer.Option(0, help="Seed of the held-out split, initialisation and augmentation."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train an encoder on the enrolled voices; from then on the registry scores with it and the pretrained one, fused."""
+    from speakerid.adapt import adapt as run_adapt
+
+    result = run_adapt(registry, minutes=minutes, epochs=epochs, seed=seed, device=device, progress=not quiet)
+    r = result.report
+    typer.echo(f"adapted {registry}: {result.encoder} trained on {result.speakers} speakers for {result.epochs} epochs "
+               f"({result.train_seconds:.0f} s, best epoch {result.best_epoch}){' (resumed)' if result.resumed else ''}")
+    typer.echo(f"on {r['enrolled_trials']} held-out recordings, each also a stranger to the others: "
+               f"{r['named_right']:.1%} named right, {r['strangers_rejected']:.1%} rejected (provisional threshold); "
+               "calibrate on real strangers next: speakerid calibrate --registry "
+               f"{registry} STRANGERS_DIR")
+    for speaker, why in result.left_out:
+        typer.secho(f"left out of training: {speaker}: {why}", err=True, fg="yellow")
+
+
+@app.command()
 def calibrate(
-    data_dir: Path = typer.Argument(..., help="Folder of <speaker>/ folders, two or more recordings each."),
-    registry: Path = typer.Option(..., help="Registry to store the threshold in (created if missing)."),
-    model: Optional[Path] = typer.Option(None, help="A trained run whose embedding layer to use (default: the registry's, or GE2E)."),
-    enroll_recordings: int = typer.Option(3, "--enroll", help="Recordings per speaker that build its temporary reference."),
+    data_dir: Path = typer.Argument(..., help="Folder of <speaker>/ folders: strangers, and held-out recordings of enrolled speakers."),
+    registry: Path = typer.Option(..., help="Registry to calibrate (its speakers must be enrolled)."),
+    model: Optional[Path] = typer.Option(None, help="The run the registry was enrolled with, if it moved."),
+    far: Optional[float] = typer.Option(None, help="Share of strangers the threshold may let in (default: the balanced point)."),
     trial_seconds: Optional[float] = typer.Option(None, help="Cut trials into clips this long (default: whole recordings)."),
-    far: float = typer.Option(0.01, help="False-accept rate the stored threshold keeps to."),
-    p_target: float = typer.Option(0.01, help="Target prior of the detection cost (minDCF)."),
-    seed: int = typer.Option(0, help="Seed of the enrollment/trial split."),
-    plot: Optional[Path] = typer.Option(None, help="Where to draw the DET curve (default: beside the registry)."),
+    plot: Optional[Path] = typer.Option(None, help="Where to draw the figures (default: beside the registry)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Measure and report, but store nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Measure EER and minDCF on your own recordings and store the threshold at a chosen false-accept rate."""
+    """Fit the registry's threshold (and fusion weights) on the open-set task: name the enrolled, reject strangers."""
     from speakerid.calibration import calibrate as run_calibrate
     from speakerid.progress import print_table
 
-    plot = plot or registry.with_name(registry.stem + "-det.png")
-    result = run_calibrate(registry, data_dir, model=model, enroll_per_speaker=enroll_recordings,
-                           trial_seconds=trial_seconds, far=far, p_target=p_target, seed=seed, out=plot,
-                           progress=not quiet)
+    plot = plot or registry.with_name(registry.stem + "-calibration.png")
+    result = run_calibrate(registry, data_dir, model=model, far=far, trial_seconds=trial_seconds, out=plot,
+                           store=not dry_run, progress=not quiet)
     if as_json:
         import json
 
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    print_table(f"{len(result.speakers)} speakers, {len(result.target_scores)} target and "
-                f"{len(result.nontarget_scores)} non-target trials ({result.encoder})", ["measure", "value", "threshold"], [
-        ["EER", f"{result.eer:.2%}", f"{result.eer_threshold:.3f}"],
-        [f"minDCF (p_target {result.p_target:g})", f"{result.min_dcf:.3f}", f"{result.min_dcf_threshold:.3f}"],
-        [f"FAR at the stored threshold (asked {result.far:g})", f"{result.far_measured:.2%}", f"{result.threshold:.3f}"],
-        ["miss rate at the stored threshold", f"{result.frr:.2%}", ""],
+    r = result.report
+    strangers = "strangers (simulated: each enrolled trial without its own speaker)" if r["strangers_simulated"] else "strangers"
+    weights = ", ".join(f"{e} {w:.2f}" for e, w in r["weights"].items())
+    print_table(f"{r['speakers']} enrolled speakers ({result.enrolled_side}): {r['enrolled_trials']} enrolled and "
+                f"{r['stranger_trials']} {strangers}; encoders: {weights}", ["measure", "value", "threshold"], [
+        [f"enrolled voices named right ({r['operating_point']})", f"{r['named_right']:.1%}", f"{result.scoring.identify:.3f}"],
+        [f"{strangers} rejected", f"{r['strangers_rejected']:.1%}", ""],
+        ["closest speaker right (no threshold)", f"{r['top1']:.1%}", ""],
+        ["pairwise EER (verify)", f"{r['eer']:.2%}", f"{result.scoring.verify:.3f}"],
+        ["pairwise minDCF (p_target 0.01)", f"{r['min_dcf']:.3f}", f"{r['min_dcf_threshold']:.3f}"],
     ])
     for speaker, why in result.skipped:
         typer.secho(f"skipped: {speaker}: {why}", err=True, fg="yellow")
     for path, why in result.failed:
         typer.secho(f"rejected: {path}: {why}", err=True, fg="yellow")
-    typer.echo(f"stored threshold {result.threshold:.3f} in {registry}; DET curve: {result.plot}")
+    stored = f"stored in {registry}" if result.stored else "not stored (--dry-run)"
+    typer.echo(f"identify threshold {result.scoring.identify:.3f}, verify threshold {result.scoring.verify:.3f}: "
+               f"{stored}; figures: {result.plot}")
 
 
 speakers_app = typer.Typer(help="List, rename or remove enrolled speakers.", no_args_is_help=True)
@@ -456,16 +484,17 @@ def speakers_list(
 
     store = Registry(registry, create=False)
     rows = store.speakers()
+    encoders = [e.name for e in store.encoders()]
+    scoring = store.scoring if store.scoring and store.scoring.get("encoders") == encoders else None
     if as_json:
         import json
 
-        typer.echo(json.dumps({"encoder": store.encoder_name, "threshold": store.threshold, "speakers": rows}, indent=2))
+        typer.echo(json.dumps({"encoders": encoders, "scoring": scoring, "speakers": rows}, indent=2))
         return
-    threshold = store.threshold
-    print_table(f"{registry}: {len(rows)} speakers ({store.encoder_name or 'no encoder yet'}; threshold "
-                f"{'%.3f calibrated' % threshold['value'] if threshold else 'not calibrated'})",
-                ["speaker", "recordings", "enrolled", "updated"],
-                [[r["name"], r["embeddings"], r["created"][:19], r["updated"][:19]] for r in rows])
+    decided = f"threshold {scoring['identify']:.3f}, {scoring['source']}" if scoring else "not calibrated"
+    print_table(f"{registry}: {len(rows)} speakers ({' + '.join(encoders) or 'no encoder yet'}; {decided})",
+                ["speaker", "recordings", "seconds", "enrolled", "updated"],
+                [[r["name"], r["recordings"], f"{r['seconds']:.1f}", r["created"][:19], r["updated"][:19]] for r in rows])
 
 
 @speakers_app.command("rename")
@@ -479,7 +508,7 @@ def speakers_rename(old: str, new: str, registry: Path = typer.Option(..., help=
 
 @speakers_app.command("remove")
 def speakers_remove(name: str, registry: Path = typer.Option(..., help="Registry file.")) -> None:
-    """Remove an enrolled speaker and its recordings' embeddings."""
+    """Remove an enrolled speaker, its recordings and their embeddings."""
     from speakerid.registry import Registry
 
     Registry(registry, create=False).remove(name)

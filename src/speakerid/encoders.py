@@ -30,7 +30,7 @@ from speakerid.audio import SAMPLE_RATE, to_int16
 from speakerid.errors import AudioError, ModelError, RegistryError, RunError
 from speakerid.features import FeatureConfig, build_frontend
 from speakerid.identify import chunk_windows
-from speakerid.rundir import WEIGHTS_FILE, load_run, resolve_device
+from speakerid.rundir import WEIGHTS_FILE, Run, build_run, load_run, resolve_device
 
 __all__ = ["Encoder", "Ge2eEncoder", "RunEncoder", "load_encoder", "encoder_from_spec", "ge2e_preprocess", "MIN_SECONDS"]
 
@@ -256,7 +256,7 @@ def _file_sha256(path: Path) -> str:
 
 
 class RunEncoder(Encoder):
-    """The embedding layer of a model trained by `speakerid train`.
+    """The embedding layer of a model trained by `speakerid train` (or by `speakerid adapt`).
 
     A recording's embedding is the L2-normalised mean of the L2-normalised embeddings of its
     training-length chunks (a recording shorter than one chunk is zero-padded to one).
@@ -264,15 +264,39 @@ class RunEncoder(Encoder):
 
     default_threshold = None
 
-    def __init__(self, run_dir: str | Path, device: str | torch.device = "auto", batch_size: int = 64):
-        self.run = load_run(run_dir, device)
-        sha256 = _file_sha256(self.run.path / WEIGHTS_FILE)
-        self.name = f"run/{sha256[:16]}"
-        self.spec = {"kind": "run", "path": str(self.run.path.resolve()), "sha256": sha256}
-        self.dim = self.run.model.embedding_dim
-        self.sample_rate = self.run.sample_rate
-        self.chunking = self.run.chunking
+    def __init__(self, run: Run, name: str, spec: dict[str, Any], batch_size: int = 64):
+        self.run = run
+        self.name = name
+        self.spec = spec
+        self.dim = run.model.embedding_dim
+        self.sample_rate = run.sample_rate
+        self.chunking = run.chunking
         self.batch_size = batch_size
+
+    @classmethod
+    def from_dir(cls, run_dir: str | Path, device: str | torch.device = "auto", batch_size: int = 64) -> "RunEncoder":
+        """The embedding layer of the run directory `run_dir`, named by its weights' SHA-256."""
+        run = load_run(run_dir, device)
+        sha256 = _file_sha256(run.path / WEIGHTS_FILE)
+        return cls(run, f"run/{sha256[:16]}", {"kind": "run", "path": str(run.path.resolve()), "sha256": sha256}, batch_size)
+
+    @classmethod
+    def from_bytes(cls, weights: bytes, config: dict[str, Any], where: Path, device: str | torch.device = "auto",
+                   batch_size: int = 64) -> "RunEncoder":
+        """An adapted encoder stored in a registry: safetensors `weights` and the run `config` (with its labels)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_safetensors
+
+        try:
+            state = load_safetensors(weights)
+        except (SafetensorError, ValueError) as err:
+            raise RegistryError(f"{where}: the adapted encoder's weights are damaged ({err}); run `speakerid adapt` again") from None
+        sha256 = hashlib.sha256(weights).hexdigest()
+        try:
+            run = build_run(where, config["run"], config["labels"], state, device)
+        except (RunError, KeyError, TypeError) as err:
+            raise RegistryError(f"{where}: the adapted encoder does not load ({err}); run `speakerid adapt` again") from None
+        return cls(run, adapted_name(sha256), {"kind": "adapted", "sha256": sha256}, batch_size)
 
     def embed_many(self, audios: Sequence[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
         windows, owners = [], []
@@ -292,12 +316,17 @@ class RunEncoder(Encoder):
             return _mean_embeddings(embeddings, owners, len(audios))
 
 
+def adapted_name(sha256: str) -> str:
+    """The identity of an adapted encoder: its weights' SHA-256, shortened."""
+    return f"adapted/{sha256[:16]}"
+
+
 # --- Loading -------------------------------------------------------------------------------------
 
 
 def load_encoder(model: str | Path | None = None, device: str = "auto") -> Encoder:
     """The GE2E encoder when `model` is None, else the embedding layer of the run directory `model`."""
-    return Ge2eEncoder(device) if model is None else RunEncoder(model, device)
+    return Ge2eEncoder(device) if model is None else RunEncoder.from_dir(model, device)
 
 
 def encoder_from_spec(spec: dict[str, Any], device: str = "auto") -> Encoder:
@@ -310,7 +339,7 @@ def encoder_from_spec(spec: dict[str, Any], device: str = "auto") -> Encoder:
     path = Path(spec["path"])
     fix = "pass --model with the run directory it was enrolled with (if it moved), or enroll the speakers again"
     try:
-        encoder = RunEncoder(path, device)
+        encoder = RunEncoder.from_dir(path, device)
     except RunError as err:
         raise RegistryError(f"the registry's speakers were enrolled with the run {path}, which no longer loads ({err}); {fix}") from None
     if encoder.spec["sha256"] != spec["sha256"]:

@@ -115,12 +115,42 @@ def plot_confusion(confusion: np.ndarray, labels: list[str], out: str | Path, ti
     return out
 
 
-def plot_det(far: np.ndarray, frr: np.ndarray, out: str | Path, marks: dict[str, tuple[float, float]] | None = None,
-             title: str = "") -> Path:
-    """DET curve: miss rate against false-accept rate on probit (normal-deviate) axes; `marks` labels (far, frr) points."""
-    from statistics import NormalDist
+def plot_calibration(result, out: str | Path) -> Path:
+    """What `calibrate` measured: the open-set curve (enrolled voices named right and strangers
+    rejected against the threshold, the chosen one marked) and the pairwise DET curve."""
+    from speakerid.calibration import det_curve
 
     plt = _pyplot()
+    curve, report = result.curve, result.report
+    fig, (open_ax, det_ax) = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
+    thresholds = curve["thresholds"]
+    open_ax.plot(thresholds, curve["named_right"], "-", label="enrolled voices named right")
+    open_ax.plot(thresholds, curve["strangers_rejected"], "-", label="strangers rejected" +
+                 (" (simulated)" if report["strangers_simulated"] else ""))
+    chosen = thresholds[curve["chosen"]]
+    open_ax.axvline(chosen, color="grey", ls=":", lw=1)
+    open_ax.annotate(f"threshold {chosen:.3f} ({report['operating_point']}):\n{report['named_right']:.1%} named right, "
+                     f"{report['strangers_rejected']:.1%} rejected", (chosen, 0.05), fontsize=8, ha="center")
+    open_ax.set_xlabel("identification threshold (fused score)")
+    open_ax.set_ylabel("share of trials")
+    open_ax.set_ylim(0, 1.02)
+    open_ax.grid(alpha=0.3)
+    open_ax.legend(fontsize=8, loc="center left")
+    open_ax.set_title(f"{report['speakers']} enrolled speakers: {report['enrolled_trials']} enrolled and "
+                      f"{report['stranger_trials']} stranger trials", fontsize=9)
+    _, far, frr = det_curve(curve["targets"], curve["nontargets"])
+    marks = {f"EER {report['eer']:.2%} (threshold {report['eer_threshold']:.3f})": (report["eer"], report["eer"])}
+    _draw_det(det_ax, far, frr, marks, f"pairwise verification, {' + '.join(result.encoders)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _draw_det(ax, far: np.ndarray, frr: np.ndarray, marks: dict[str, tuple[float, float]] | None, title: str) -> None:
+    from statistics import NormalDist
+
     ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
     low, high = 0.0005, 0.9
     probit = np.vectorize(NormalDist().inv_cdf)
@@ -129,7 +159,6 @@ def plot_det(far: np.ndarray, frr: np.ndarray, out: str | Path, marks: dict[str,
         # Rates of 0 or 1 have no probit: they are drawn on the plot's edge.
         return probit(np.clip(np.asarray(rate, dtype=float), low, high))
 
-    fig, ax = plt.subplots(figsize=(5.5, 5.5), constrained_layout=True)
     ax.plot(axis(far), axis(frr), "-", lw=1.5, label="DET")
     ax.plot(axis([low, high]), axis([low, high]), ":", color="grey", lw=0.8, label="FAR = miss rate")
     for (label, (x, y)), style in zip((marks or {}).items(), ("o", "s", "^", "D", "v")):
@@ -144,8 +173,3 @@ def plot_det(far: np.ndarray, frr: np.ndarray, out: str | Path, marks: dict[str,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title(title, fontsize=9)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out

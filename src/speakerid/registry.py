@@ -1,65 +1,97 @@
-"""registry: enrolled speakers in SQLite, open-set identification and verification.
+"""registry: the SQLite store of enrolled speakers, their enrollment audio and embeddings.
 
-A registry is one SQLite file holding the speakers, their enrollment embeddings (with the
-SHA-256, name and length of the file each came from), the encoder that made them, and the
-decision threshold `calibrate` chose for that encoder. Enrolling a speaker needs no training:
-a speaker's reference is the L2-normalised mean of its enrollment embeddings.
+A registry is one SQLite file holding:
 
-The file is opened in WAL mode with a busy timeout, so any number of readers (threads or
-processes) work while one writer enrolls; each thread gets its own connection. WAL needs the
-file on a local disk (not a network share).
+    speakers     name, created, updated, and the generation of its last change
+    recordings   each enrolled recording's audio (16 kHz mono, lossless FLAC) with the SHA-256,
+                 name and length of the file it came from: the evidence, so that a better
+                 encoder can always embed everyone again
+    encoders     the base encoder (GE2E or a trained run, recorded at first enrollment) and, after
+                 `speakerid adapt`, an adapted encoder whose weights (safetensors) and settings
+                 (JSON) live in the row itself
+    embeddings   one vector per recording and encoder
+    refs         each speaker's reference per encoder: the L2-normalised mean of its embeddings,
+                 kept up to date in the transaction that changes them
+    meta         the format, a generation counter, and how scores become decisions (`scoring`)
 
-Which threshold decides "unknown" (identify) or "same speaker" (verify), first found wins:
-the one passed in ("given"), the registry's calibrated one ("calibrated"), the encoder's
-default ("default (uncalibrated)"), else none ("none": identify still ranks the speakers but
-cannot tell an enrolled voice from a stranger, and says so with `known=None`).
+Every write bumps the generation, so a reader (another thread, process or the service) sees
+that something changed with one cheap query and reloads only what changed.
+
+The file is opened in WAL mode with a busy timeout, so any number of readers work while one
+writer enrolls; each thread gets its own connection. WAL needs a local disk (not a network share).
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import sqlite3
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
+import soundfile as sf
 
-from speakerid.audio import decode_audio, load_audio
-from speakerid.corpus import scan
-from speakerid.errors import AudioError, RegistryError
+from speakerid.audio import SAMPLE_RATE
+from speakerid.errors import RegistryError
 
 if TYPE_CHECKING:
     from speakerid.encoders import Encoder
 
-__all__ = ["Registry", "VoiceRegistry", "EnrollResult", "OpenSetAnswer", "Verification", "verify", "reference", "decision_threshold", "UNKNOWN"]
+__all__ = ["Registry", "Enrollment", "EncoderRecord", "reference", "check_name", "UNKNOWN", "FORMAT"]
 
-FORMAT = "speakerid-registry/1"
+FORMAT = "speakerid-registry/2"
+OLD_FORMATS = ("speakerid-registry/1",)
 UNKNOWN = "unknown"  # identify's answer for a voice nobody enrolled; not allowed as a speaker name
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer before giving up
+BASE, ADAPTED = "base", "adapted"
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS speakers (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE speakers (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         created TEXT NOT NULL,
-        updated TEXT NOT NULL
+        updated TEXT NOT NULL,
+        generation INTEGER NOT NULL
     )""",
-    """CREATE TABLE IF NOT EXISTS embeddings (
+    """CREATE TABLE recordings (
         id INTEGER PRIMARY KEY,
         speaker_id INTEGER NOT NULL REFERENCES speakers (id) ON DELETE CASCADE,
         sha256 TEXT NOT NULL,
         source TEXT NOT NULL,
         seconds REAL NOT NULL,
-        vector BLOB NOT NULL,
+        audio BLOB NOT NULL,
         created TEXT NOT NULL,
         UNIQUE (speaker_id, sha256)
     )""",
+    """CREATE TABLE encoders (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('base', 'adapted')),
+        spec TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        weights BLOB,
+        config TEXT,
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE embeddings (
+        recording_id INTEGER NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        encoder_id INTEGER NOT NULL REFERENCES encoders (id) ON DELETE CASCADE,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (recording_id, encoder_id)
+    )""",
+    """CREATE TABLE refs (
+        speaker_id INTEGER NOT NULL REFERENCES speakers (id) ON DELETE CASCADE,
+        encoder_id INTEGER NOT NULL REFERENCES encoders (id) ON DELETE CASCADE,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (speaker_id, encoder_id)
+    )""",
+    "CREATE INDEX speakers_by_generation ON speakers (generation)",
 )
 
 
@@ -69,17 +101,72 @@ def reference(vectors: np.ndarray) -> np.ndarray:
     return (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """A speaker name as stored (surrounding blanks removed), or RegistryError saying what is wrong."""
     name = name.strip() if isinstance(name, str) else ""
     if not name:
         raise RegistryError("a speaker name must not be empty")
     if name.lower() == UNKNOWN:
         raise RegistryError(f"{name!r} is the answer for voices nobody enrolled and cannot be a speaker's name; choose another")
     return name
+
+
+def encode_audio(samples: np.ndarray) -> bytes:
+    """int16 mono samples at 16 kHz as FLAC bytes (lossless, about half the size)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(samples, dtype=np.int16), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def decode_stored(blob: bytes, what: str) -> np.ndarray:
+    """The int16 samples of a stored recording; RegistryError when the stored audio is damaged."""
+    try:
+        samples, rate = sf.read(io.BytesIO(blob), dtype="int16")
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise RegistryError(f"the stored audio of {what} is damaged ({err}); remove the speaker and enroll it again") from None
+    if rate != SAMPLE_RATE or samples.ndim != 1:
+        raise RegistryError(f"the stored audio of {what} is not 16-kHz mono; remove the speaker and enroll it again")
+    return samples
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4")
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+@dataclass
+class Enrollment:
+    """One recording to enroll: its file's SHA-256 and name, its 16-kHz int16 audio, and its
+    embedding by every encoder of the registry (encoder name -> (dim,) vector)."""
+
+    sha256: str
+    source: str
+    audio: np.ndarray
+    vectors: dict[str, np.ndarray]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class EncoderRecord:
+    """An encoder as the registry records it. `weights` and `config` are set for an adapted one."""
+
+    id: int
+    name: str
+    role: str
+    spec: dict
+    dim: int
+    config: dict | None
+    created: str
 
 
 class Registry:
@@ -99,7 +186,7 @@ class Registry:
         self._open()
 
     def _open(self) -> None:
-        """Create the schema in a new file, or check that an existing file is a speakerid registry."""
+        """Create the schema in a new file, or check that an existing file is a current speakerid registry."""
         try:
             db = self._db()
         except sqlite3.Error as err:
@@ -108,16 +195,25 @@ class Registry:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables:
                 row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() if "meta" in tables else None
-                if row is None or json.loads(row[0]) != FORMAT:
+                found = None if row is None else json.loads(row[0])
+                if found in OLD_FORMATS:
+                    raise RegistryError(
+                        f"{self.path} was made by an earlier speakerid ({found}) that kept no enrollment audio; "
+                        f"upgrade it with `speakerid upgrade-registry {self.path} DATA_DIR` (DATA_DIR: where its "
+                        "enrolled files still are), or enroll the speakers again into a new registry"
+                    )
+                if found != FORMAT:
                     raise RegistryError(f"{self.path} is an SQLite database but not a speakerid registry; give another file")
                 return
             db.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
         except sqlite3.DatabaseError as err:
             raise RegistryError(f"{self.path} is not a speakerid registry ({err}); give another file") from None
         with self._transaction() as db:
-            for statement in SCHEMA:
-                db.execute(statement)
-            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (json.dumps(FORMAT),))
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:  # another process may have won
+                for statement in SCHEMA:
+                    db.execute(statement)
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                               [("format", json.dumps(FORMAT)), ("generation", "0")])
 
     def _db(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections must not be shared between threads)."""
@@ -150,6 +246,14 @@ class Registry:
         except sqlite3.DatabaseError as err:
             raise RegistryError(f"{self.path}: {err}") from None
 
+    @contextmanager
+    def _change(self) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """A write transaction that bumps the generation; yields (connection, the new generation)."""
+        with self._transaction() as db:
+            generation = int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
+            db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
+            yield db, generation
+
     def close(self) -> None:
         """Close every thread's connection; call once no thread uses the registry any more."""
         with self._lock:
@@ -166,416 +270,226 @@ class Registry:
 
     # ------------------------------------------------------------ settings
 
+    def generation(self) -> int:
+        """A counter every change raises: equal numbers mean nothing changed in between."""
+        return int(self._db().execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
     def _meta(self, key: str) -> Any:
-        with self._transaction(write=False) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._db().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     @property
-    def encoder_spec(self) -> dict | None:
-        """The spec of the encoder every embedding here came from (recorded at first enrollment), or None."""
-        encoder = self._meta("encoder")
-        return None if encoder is None else encoder["spec"]
+    def scoring(self) -> dict | None:
+        """How scores become decisions (fusion, thresholds, where they came from): see `speakerid.scoring`."""
+        return self._meta("scoring")
+
+    def set_scoring(self, info: dict) -> None:
+        """Store the scoring that `calibrate` (or `adapt`) fitted for the registry's current encoders."""
+        if [e.name for e in self.encoders()] != list(info.get("encoders", [])):
+            raise RegistryError(f"{self.path}: its encoders changed while calibrating; calibrate again")
+        with self._change() as (db, _):
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('scoring', ?)", (json.dumps(info),))
+
+    def encoders(self) -> list[EncoderRecord]:
+        """The registry's encoders, the base one first (empty before the first enrollment)."""
+        rows = self._db().execute("SELECT id, name, role, spec, dim, config, created FROM encoders "
+                                  "ORDER BY role = 'adapted', id").fetchall()
+        return [EncoderRecord(i, name, role, json.loads(spec), dim, None if config is None else json.loads(config), created)
+                for i, name, role, spec, dim, config, created in rows]
+
+    def encoder_weights(self, name: str) -> bytes:
+        """The safetensors bytes of an adapted encoder."""
+        row = self._db().execute("SELECT weights FROM encoders WHERE name = ?", (name,)).fetchone()
+        if row is None or row[0] is None:
+            raise RegistryError(f"{self.path} holds no weights for the encoder {name}")
+        return bytes(row[0])
 
     @property
     def encoder_name(self) -> str | None:
-        """The name of the encoder every embedding here came from, or None."""
-        encoder = self._meta("encoder")
-        return None if encoder is None else encoder["name"]
+        """The name of the base encoder (the one every enrollment was first embedded with), or None."""
+        found = self.encoders()
+        return found[0].name if found else None
 
     @property
-    def threshold(self) -> dict | None:
-        """The calibrated threshold and how it was found ({"value", "far", "eer", "min_dcf", "calibrated_at", "data", ...})."""
-        return self._meta("threshold")
-
-    def set_threshold(self, info: dict) -> None:
-        """Store a calibrated threshold (a dict with at least a finite "value") for the registry's encoder."""
-        value = info.get("value") if isinstance(info, dict) else None
-        if not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise RegistryError(f"a threshold needs a finite 'value', got {info!r}")
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('threshold', ?)", (json.dumps(info),))
+    def encoder_spec(self) -> dict | None:
+        found = self.encoders()
+        return found[0].spec if found else None
 
     def bind_encoder(self, encoder: "Encoder") -> None:
-        """Record `encoder` as the registry's encoder if it has none; RegistryError if it holds another."""
+        """Record `encoder` as the base encoder if there is none; RegistryError if the registry holds another."""
         with self._transaction() as db:
-            self._bind(db, encoder, encoder.dim)
+            self._bind(db, encoder)
 
-    def _bind(self, db: sqlite3.Connection, encoder: "Encoder", dim: int) -> None:
-        row = db.execute("SELECT value FROM meta WHERE key = 'encoder'").fetchone()
+    def _bind(self, db: sqlite3.Connection, encoder: "Encoder") -> None:
+        row = db.execute("SELECT name, dim FROM encoders WHERE role = 'base'").fetchone()
         if row is None:
-            recorded = {"name": encoder.name, "spec": encoder.spec, "dim": int(dim)}
-            db.execute("INSERT INTO meta (key, value) VALUES ('encoder', ?)", (json.dumps(recorded),))
-            return
-        recorded = json.loads(row[0])
-        if recorded["name"] != encoder.name:
+            db.execute("INSERT INTO encoders (name, role, spec, dim, created) VALUES (?, 'base', ?, ?, ?)",
+                       (encoder.name, json.dumps(encoder.spec), int(encoder.dim), _now()))
+        elif row[0] != encoder.name:
             raise RegistryError(
-                f"{self.path} holds embeddings of the encoder {recorded['name']} and cannot mix in {encoder.name} "
+                f"{self.path} holds embeddings of the encoder {row[0]} and cannot mix in {encoder.name} "
                 "(their scores do not compare); use the registry's encoder, or another registry file"
             )
-        if recorded["dim"] != dim:
-            raise RegistryError(f"{self.path} holds {recorded['dim']}-dimensional embeddings, not {dim}-dimensional ones")
 
     # ------------------------------------------------------------ speakers
 
-    def add(self, name: str, vectors: np.ndarray, sources: list[tuple[str, str, float]], encoder: "Encoder",
-            replace: bool = False) -> int:
-        """Enroll embeddings for `name` (created if new); returns how many were added.
+    def add(self, name: str, items: Sequence[Enrollment], base: "Encoder", replace: bool = False) -> int:
+        """Enroll recordings for `name` (created if new); returns how many were added.
 
-        `sources` holds (sha256, file name, seconds) for each row of `vectors`. A source already
-        enrolled for this speaker is skipped. `replace` first drops the speaker's embeddings.
-        `encoder` (anything with `name` and `spec`) must be the registry's encoder; the first
-        enrollment records it.
+        Each item carries an embedding by every encoder of the registry (`base` recorded as the
+        base encoder at the first enrollment). A recording already enrolled for this speaker is
+        skipped. `replace` first drops the speaker's recordings.
         """
-        name = _check_name(name)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) == 0:
-            raise RegistryError(f"nothing to enroll for {name!r}: expected (n, dim) embeddings, got shape {vectors.shape}")
-        if len(sources) != len(vectors):
-            raise ValueError(f"got {len(sources)} sources for {len(vectors)} embeddings")
-        if not np.isfinite(vectors).all():
-            raise RegistryError(f"the embeddings for {name!r} contain NaN or infinite values")
+        name = check_name(name)
+        if not items:
+            raise RegistryError(f"nothing to enroll for {name!r}")
         now = _now()
-        with self._transaction() as db:
-            self._bind(db, encoder, vectors.shape[1])
+        with self._change() as (db, generation):
+            self._bind(db, base)
+            encoders = {n: (i, dim) for i, n, dim in db.execute("SELECT id, name, dim FROM encoders")}
+            for item in items:
+                if set(item.vectors) != set(encoders):
+                    raise RegistryError(f"{self.path}: its encoders changed while enrolling ({', '.join(sorted(encoders))}); "
+                                        "enroll again")
+                for encoder, vector in item.vectors.items():
+                    if np.shape(vector) != (encoders[encoder][1],):
+                        raise RegistryError(f"{self.path} holds {encoders[encoder][1]}-dimensional embeddings of {encoder}, "
+                                            f"not {np.shape(vector)}")
+                    if not np.isfinite(vector).all():
+                        raise RegistryError(f"the embeddings for {name!r} contain NaN or infinite values")
             row = db.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()
             if row is None:
-                speaker_id = db.execute("INSERT INTO speakers (name, created, updated) VALUES (?, ?, ?)",
-                                        (name, now, now)).lastrowid
+                speaker_id = db.execute("INSERT INTO speakers (name, created, updated, generation) VALUES (?, ?, ?, ?)",
+                                        (name, now, now, generation)).lastrowid
             else:
                 speaker_id = row[0]
                 if replace:
-                    db.execute("DELETE FROM embeddings WHERE speaker_id = ?", (speaker_id,))
+                    db.execute("DELETE FROM recordings WHERE speaker_id = ?", (speaker_id,))
             added = 0
-            for vector, (sha256, source, seconds) in zip(vectors, sources):
-                added += db.execute(
-                    "INSERT OR IGNORE INTO embeddings (speaker_id, sha256, source, seconds, vector, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (speaker_id, sha256, source, float(seconds), vector.astype("<f4").tobytes(), now),
-                ).rowcount
+            for item in items:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO recordings (speaker_id, sha256, source, seconds, audio, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (speaker_id, item.sha256, item.source, item.seconds, encode_audio(item.audio), now))
+                if cursor.rowcount:
+                    added += 1
+                    db.executemany("INSERT INTO embeddings (recording_id, encoder_id, vector) VALUES (?, ?, ?)",
+                                   [(cursor.lastrowid, encoders[e][0], _blob(v)) for e, v in item.vectors.items()])
             if added or replace:
-                db.execute("UPDATE speakers SET updated = ? WHERE id = ?", (now, speaker_id))
+                db.execute("UPDATE speakers SET updated = ?, generation = ? WHERE id = ?", (now, generation, speaker_id))
+                self._refresh_references(db, speaker_id)
         return added
+
+    def _refresh_references(self, db: sqlite3.Connection, speaker_id: int) -> None:
+        """Recompute a speaker's reference for every encoder from its embeddings."""
+        db.execute("DELETE FROM refs WHERE speaker_id = ?", (speaker_id,))
+        rows = db.execute("SELECT e.encoder_id, e.vector FROM embeddings e JOIN recordings r ON r.id = e.recording_id "
+                          "WHERE r.speaker_id = ? ORDER BY e.encoder_id, r.id", (speaker_id,)).fetchall()
+        by_encoder: dict[int, list[np.ndarray]] = {}
+        for encoder_id, blob in rows:
+            by_encoder.setdefault(encoder_id, []).append(_vector(blob))
+        db.executemany("INSERT INTO refs (speaker_id, encoder_id, vector) VALUES (?, ?, ?)",
+                       [(speaker_id, e, _blob(reference(np.stack(v)))) for e, v in by_encoder.items()])
 
     def enrolled_hashes(self, name: str) -> set[str]:
         """SHA-256 of every file enrolled for `name` (empty for a speaker not enrolled)."""
-        with self._transaction(write=False) as db:
-            rows = db.execute("SELECT e.sha256 FROM embeddings e JOIN speakers s ON s.id = e.speaker_id WHERE s.name = ?",
-                              (name,)).fetchall()
+        rows = self._db().execute("SELECT r.sha256 FROM recordings r JOIN speakers s ON s.id = r.speaker_id WHERE s.name = ?",
+                                  (name,)).fetchall()
         return {row[0] for row in rows}
 
+    def recording_count(self, name: str) -> int:
+        """How many recordings `name` has enrolled (0 for a speaker not enrolled)."""
+        row = self._db().execute("SELECT COUNT(*) FROM recordings r JOIN speakers s ON s.id = r.speaker_id "
+                                 "WHERE s.name = ?", (name,)).fetchone()
+        return int(row[0])
+
     def speakers(self) -> list[dict]:
-        """Every enrolled speaker, by name: name, embeddings, seconds (of enrolled audio), created, updated."""
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT s.name, COUNT(e.id), COALESCE(SUM(e.seconds), 0), s.created, s.updated "
-                "FROM speakers s LEFT JOIN embeddings e ON e.speaker_id = s.id GROUP BY s.id ORDER BY s.name"
-            ).fetchall()
-        return [{"name": name, "embeddings": n, "seconds": round(seconds, 3), "created": created, "updated": updated}
+        """Every enrolled speaker, by name: name, recordings, seconds (of enrolled audio), created, updated."""
+        rows = self._db().execute(
+            "SELECT s.name, COUNT(r.id), COALESCE(SUM(r.seconds), 0), s.created, s.updated "
+            "FROM speakers s LEFT JOIN recordings r ON r.speaker_id = s.id GROUP BY s.id ORDER BY s.name"
+        ).fetchall()
+        return [{"name": name, "recordings": n, "seconds": round(seconds, 3), "created": created, "updated": updated}
                 for name, n, seconds, created, updated in rows]
 
     def rename(self, old: str, new: str) -> None:
         """Give the speaker `old` the name `new`; RegistryError if `old` is not enrolled or `new` is taken."""
-        new = _check_name(new)
-        with self._transaction() as db:
+        new = check_name(new)
+        with self._change() as (db, generation):
             if db.execute("SELECT 1 FROM speakers WHERE name = ?", (old,)).fetchone() is None:
                 raise self._unknown(old)
             if old == new:
                 return
             if db.execute("SELECT 1 FROM speakers WHERE name = ?", (new,)).fetchone() is not None:
                 raise RegistryError(f"{new!r} is already enrolled in {self.path}; remove it first or choose another name")
-            db.execute("UPDATE speakers SET name = ?, updated = ? WHERE name = ?", (new, _now(), old))
+            db.execute("UPDATE speakers SET name = ?, updated = ?, generation = ? WHERE name = ?", (new, _now(), generation, old))
 
     def remove(self, name: str) -> None:
-        """Forget the speaker `name` and its embeddings; RegistryError if it is not enrolled."""
-        with self._transaction() as db:
+        """Forget the speaker `name`, its recordings and embeddings; RegistryError if it is not enrolled."""
+        with self._change() as (db, _):
             if db.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount == 0:
                 raise self._unknown(name)
 
     def _unknown(self, name: str) -> RegistryError:
-        return RegistryError(f"no speaker {name!r} in {self.path}; `speakerid speakers` lists the enrolled ones")
+        return RegistryError(f"no speaker {name!r} in {self.path}; `speakerid speakers list --registry {self.path}` "
+                             "lists the enrolled ones")
 
-    def references(self) -> tuple[list[str], np.ndarray]:
-        """Speaker names (sorted) and their references: (n, dim) L2-normalised means of their embeddings."""
+    # ------------------------------------------------------------ references and audio
+
+    def references(self, since: int = -1) -> tuple[int, list[tuple[int, str, dict[str, np.ndarray]]], int]:
+        """(generation, changed speakers, speaker count): the speakers changed after generation `since`
+        (all of them by default) as (id, name, {encoder name: reference}), read in one transaction."""
         with self._transaction(write=False) as db:
-            rows = db.execute("SELECT s.name, e.vector FROM embeddings e JOIN speakers s ON s.id = e.speaker_id "
-                              "ORDER BY s.name, e.id").fetchall()
-        if not rows:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        names: list[str] = []
-        groups: list[list[np.ndarray]] = []
-        for name, blob in rows:
-            if not names or names[-1] != name:
-                names.append(name)
-                groups.append([])
-            groups[-1].append(np.frombuffer(blob, dtype="<f4"))
-        return names, np.stack([reference(np.stack(group)) for group in groups])
+            generation = int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            rows = db.execute("SELECT s.id, s.name, c.name, f.vector FROM speakers s JOIN refs f ON f.speaker_id = s.id "
+                              "JOIN encoders c ON c.id = f.encoder_id WHERE s.generation > ? ORDER BY s.id", (since,)).fetchall()
+            count = int(db.execute("SELECT COUNT(*) FROM speakers").fetchone()[0])
+        changed: dict[int, tuple[int, str, dict[str, np.ndarray]]] = {}
+        for speaker_id, name, encoder, blob in rows:
+            changed.setdefault(speaker_id, (speaker_id, name, {}))[2][encoder] = _vector(blob)
+        return generation, list(changed.values()), count
 
+    def speaker_ids(self) -> set[int]:
+        return {row[0] for row in self._db().execute("SELECT id FROM speakers")}
 
-# ---------------------------------------------------------------- answers
+    def recordings(self) -> list[dict]:
+        """Every enrolled recording, without its audio: id, speaker, sha256, source, seconds."""
+        rows = self._db().execute("SELECT r.id, s.name, r.sha256, r.source, r.seconds FROM recordings r "
+                                  "JOIN speakers s ON s.id = r.speaker_id ORDER BY s.name, r.id").fetchall()
+        return [{"id": i, "speaker": s, "sha256": h, "source": src, "seconds": sec} for i, s, h, src, sec in rows]
 
+    def audio(self, recording_id: int) -> np.ndarray:
+        """A stored recording's int16 samples at 16 kHz."""
+        row = self._db().execute("SELECT r.audio, s.name, r.source FROM recordings r JOIN speakers s ON s.id = r.speaker_id "
+                                 "WHERE r.id = ?", (recording_id,)).fetchone()
+        if row is None:
+            raise RegistryError(f"{self.path} has no recording {recording_id} (removed meanwhile?)")
+        return decode_stored(row[0], f"{row[1]}'s {row[2]}")
 
-@dataclass
-class EnrollResult:
-    """What enrolling one speaker did: files added, skipped (already enrolled) and failed (with why)."""
+    def embeddings(self, encoder: str) -> dict[int, np.ndarray]:
+        """Every recording's embedding by `encoder`: recording id -> vector."""
+        rows = self._db().execute("SELECT e.recording_id, e.vector FROM embeddings e JOIN encoders c ON c.id = e.encoder_id "
+                                  "WHERE c.name = ?", (encoder,)).fetchall()
+        return {i: _vector(blob) for i, blob in rows}
 
-    speaker: str
-    added: int = 0
-    skipped: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    embeddings: int = 0  # the speaker's enrollment embeddings afterwards
-
-    def to_dict(self) -> dict:
-        return {"speaker": self.speaker, "added": self.added, "skipped": self.skipped,
-                "failed": [{"file": f, "reason": r} for f, r in self.failed], "embeddings": self.embeddings}
-
-
-@dataclass
-class OpenSetAnswer:
-    """Who speaks, among the enrolled speakers, or "unknown".
-
-    `known` is True when the best score reaches the threshold, False when it does not (then
-    `speaker` is "unknown"), and None when there is no threshold to decide with (then `speaker`
-    is merely the closest enrolled voice).
-    """
-
-    speaker: str
-    score: float
-    known: bool | None
-    threshold: float | None
-    threshold_source: str  # "given" | "calibrated" | "default (uncalibrated)" | "none"
-    ranking: list[tuple[str, float]]
-
-    def to_dict(self) -> dict:
-        return {"speaker": self.speaker, "score": round(self.score, 6), "known": self.known,
-                "threshold": self.threshold, "threshold_source": self.threshold_source,
-                "ranking": [{"speaker": s, "score": round(v, 6)} for s, v in self.ranking]}
-
-
-@dataclass
-class Verification:
-    """Whether two recordings share a speaker: their cosine score against a threshold (`same` is None without one)."""
-
-    score: float
-    same: bool | None
-    threshold: float | None
-    threshold_source: str
-
-    def to_dict(self) -> dict:
-        return {"score": round(self.score, 6), "same": self.same, "threshold": self.threshold,
-                "threshold_source": self.threshold_source}
-
-
-def decision_threshold(given: float | None, calibrated: dict | None, encoder: "Encoder") -> tuple[float | None, str]:
-    """The threshold that decides and where it came from, by the precedence in the module's docstring."""
-    if given is not None:
-        return float(given), "given"
-    if calibrated is not None:
-        return float(calibrated["value"]), "calibrated"
-    if encoder.default_threshold is not None:
-        return float(encoder.default_threshold), "default (uncalibrated)"
-    return None, "none"
-
-
-def _decide(score: float, given: float | None, calibrated: dict | None,
-            encoder: "Encoder") -> tuple[bool | None, float | None, str]:
-    """(score reaches the threshold, the threshold, where it came from)."""
-    threshold, source = decision_threshold(given, calibrated, encoder)
-    return (None if threshold is None else score >= threshold), threshold, source
-
-
-def _embed_input(encoder: "Encoder", audio: str | Path | np.ndarray) -> np.ndarray:
-    if isinstance(audio, np.ndarray):
-        return encoder.embed(audio)
-    return encoder.embed(load_audio(audio, encoder.sample_rate), str(audio))
-
-
-# ---------------------------------------------------------------- registry + encoder
-
-
-class VoiceRegistry:
-    """A registry with its encoder: enroll, identify (open set) and verify recordings.
-
-    `model` None uses the encoder the registry recorded, or GE2E for a new registry; a given
-    model (a run directory) must be the one the registry recorded. The encoder loads on first
-    use, so listing, renaming and removing speakers need none. `create=False` refuses a
-    registry file that does not exist yet.
-    """
-
-    def __init__(self, path: str | Path, model: str | Path | None = None, device: str = "auto", create: bool = True):
-        self.registry = Registry(path, create=create)
-        self.model = model
-        self.device = device
-        self._encoder: Encoder | None = None
-        self._encoder_lock = threading.Lock()
-
-    @property
-    def encoder(self) -> "Encoder":
-        with self._encoder_lock:
-            if self._encoder is None:
-                self._encoder = self._load_encoder()
-            return self._encoder
-
-    def _load_encoder(self) -> "Encoder":
-        from speakerid.encoders import encoder_from_spec, load_encoder
-
-        spec, name = self.registry.encoder_spec, self.registry.encoder_name
-        if self.model is None:
-            return load_encoder(None, self.device) if spec is None else encoder_from_spec(spec, self.device)
-        encoder = load_encoder(self.model, self.device)
-        if name is not None and encoder.name != name:
-            raise RegistryError(f"{self.registry.path} was enrolled with the encoder {name}, not {encoder.name} "
-                                f"({self.model}); leave out the model to use the registry's own")
-        return encoder
-
-    # ------------------------------------------------------------ enroll
-
-    def enroll(self, name: str, files: list[Path], replace: bool = False) -> EnrollResult:
-        """Enroll `name` from audio files; a file that cannot be read or embedded is reported, not fatal.
-
-        Files whose content is already enrolled for this speaker are skipped without embedding.
-        `replace` drops the speaker's previous embeddings, once at least one new file embedded.
-        """
-        return self._enroll(name, [Path(f) for f in files], replace, advance=lambda n=1: None)
-
-    def enroll_folder(self, data_dir: str | Path, replace: bool = False, progress: bool = True) -> list[EnrollResult]:
-        """Enroll every speaker folder of `data_dir` (`DATA_DIR/<speaker>/**/<audio>`) under the folder's name.
-
-        Audio files lying directly in `data_dir` belong to no speaker and are left out.
-        """
-        from speakerid.progress import progress_bar
-
-        sources, rejected = scan(data_dir)
-        by_speaker: dict[str, list[Path]] = {}
-        for source in sources:
-            by_speaker.setdefault(source.speaker, []).append(source.path)
-        results = [EnrollResult(Path(r.path).name, failed=[(r.path, r.reason)]) for r in rejected if Path(r.path).is_dir()]
-        with progress_bar("enrolling", total=len(sources), enabled=progress) as advance:
-            for speaker, files in sorted(by_speaker.items()):
-                try:
-                    _check_name(speaker)
-                except RegistryError as err:
-                    results.append(EnrollResult(speaker, failed=[(str(files[0].parent), str(err))]))
-                    advance(len(files))
-                    continue
-                results.append(self._enroll(speaker, files, replace, advance))
-        return sorted(results, key=lambda r: r.speaker)
-
-    def enroll_audio(self, name: str, audio: np.ndarray, source_name: str, sha256: str,
-                     replace: bool = False) -> EnrollResult:
-        """Enroll `name` from decoded audio (an upload): float32 mono at the encoder's rate, with its file's SHA-256."""
-        name = _check_name(name)
-        result = EnrollResult(name)
-        if not replace and sha256 in self.registry.enrolled_hashes(name):
-            result.skipped.append(source_name)
-        else:
-            try:
-                vector = self.encoder.embed(audio, source_name)
-            except AudioError as err:
-                result.failed.append((source_name, err.reason))
-            else:
-                seconds = len(audio) / self.encoder.sample_rate
-                result.added = self.registry.add(name, vector[None], [(sha256, source_name, seconds)], self.encoder, replace)
-        result.embeddings = self._count(name)
-        return result
-
-    def _enroll(self, name: str, files: list[Path], replace: bool, advance) -> EnrollResult:
-        name = _check_name(name)
-        result = EnrollResult(name)
-        done = set() if replace else self.registry.enrolled_hashes(name)
-        vectors, sources = [], []
-        for path in files:
-            try:
-                data = path.read_bytes()
-            except OSError as err:
-                result.failed.append((str(path), "no such file" if isinstance(err, FileNotFoundError) else f"cannot read ({err.strerror})"))
-                advance()
-                continue
-            sha256 = hashlib.sha256(data).hexdigest()
-            if sha256 in done:
-                result.skipped.append(str(path))
-                advance()
-                continue
-            try:
-                audio = decode_audio(data, self.encoder.sample_rate, name=str(path))
-                vectors.append(self.encoder.embed(audio, str(path)))
-            except AudioError as err:
-                result.failed.append((str(path), err.reason))
-            else:
-                done.add(sha256)
-                sources.append((sha256, path.name, len(audio) / self.encoder.sample_rate))
-            advance()
-        if vectors:
-            result.added = self.registry.add(name, np.stack(vectors), sources, self.encoder, replace)
-        result.embeddings = self._count(name)
-        return result
-
-    def _count(self, name: str) -> int:
-        return next((s["embeddings"] for s in self.registry.speakers() if s["name"] == name), 0)
-
-    # ------------------------------------------------------------ identify and verify
-
-    def identify(self, audio: str | Path | np.ndarray, top_k: int = 3, threshold: float | None = None) -> OpenSetAnswer:
-        """The enrolled speaker whose reference is closest (cosine) to a recording, or "unknown" under the threshold.
-
-        `audio` is a file, or float32 mono samples at the encoder's rate. A long recording is
-        scored per chunk and aggregated: the encoder averages its chunks' embeddings into one
-        (L2-normalised) embedding, and that embedding is scored against every reference.
-        """
-        names, references = self.registry.references()
-        if not names:
-            raise RegistryError(f"{self.registry.path} has no enrolled speakers; enroll some first (speakerid enroll NAME FILES...)")
-        scores = references @ _embed_input(self.encoder, audio)
-        order = np.argsort(-scores, kind="stable")
-        best = float(scores[order[0]])
-        known, value, source = _decide(best, threshold, self.registry.threshold, self.encoder)
-        return OpenSetAnswer(
-            speaker=UNKNOWN if known is False else names[order[0]],
-            score=best,
-            known=known,
-            threshold=value,
-            threshold_source=source,
-            ranking=[(names[i], float(scores[i])) for i in order[: max(1, top_k)]],
-        )
-
-    def verify(self, a: str | Path | np.ndarray, b: str | Path | np.ndarray, threshold: float | None = None) -> Verification:
-        """Whether two recordings share a speaker, judged with the registry's encoder and threshold."""
-        return _verify(self.encoder, a, b, threshold, self.registry.threshold)
-
-    # ------------------------------------------------------------ passthroughs
-
-    def speakers(self) -> list[dict]:
-        return self.registry.speakers()
-
-    def rename(self, old: str, new: str) -> None:
-        self.registry.rename(old, new)
-
-    def remove(self, name: str) -> None:
-        self.registry.remove(name)
-
-    def close(self) -> None:
-        self.registry.close()
-
-
-def _verify(encoder: "Encoder", a, b, threshold: float | None, calibrated: dict | None) -> Verification:
-    score = float(_embed_input(encoder, a) @ _embed_input(encoder, b))
-    same, value, source = _decide(score, threshold, calibrated, encoder)
-    return Verification(score, same, value, source)
-
-
-def verify(a: str | Path | np.ndarray, b: str | Path | np.ndarray, model: str | Path | None = None,
-           registry: str | Path | None = None, threshold: float | None = None, device: str = "auto") -> Verification:
-    """Whether two recordings share a speaker.
-
-    With a registry, its encoder and calibrated threshold are used; without one, `model` (or
-    GE2E) and that encoder's default threshold, reported as "default (uncalibrated)".
-    """
-    if registry is not None:
-        voices = VoiceRegistry(registry, model, device, create=False)
-        try:
-            return voices.verify(a, b, threshold)
-        finally:
-            voices.close()
-    from speakerid.encoders import load_encoder
-
-    return _verify(load_encoder(model, device), a, b, threshold, None)
+    def install_adapted(self, name: str, spec: dict, dim: int, weights: bytes, config: dict,
+                        vectors: dict[int, np.ndarray], scoring: dict) -> list[int]:
+        """Make an adapted encoder the registry's second encoder, in one transaction: its weights and
+        settings, the embedding of every recording (`vectors`: recording id -> vector), the speakers'
+        references, and its provisional `scoring`. A previous adapted encoder and its embeddings go.
+        Recordings enrolled meanwhile (not in `vectors`) are returned, and the change is refused."""
+        with self._change() as (db, generation):
+            missing = [row[0] for row in db.execute("SELECT id FROM recordings") if row[0] not in vectors]
+            if missing:
+                return missing
+            db.execute("DELETE FROM encoders WHERE role = 'adapted'")
+            encoder_id = db.execute(
+                "INSERT INTO encoders (name, role, spec, dim, weights, config, created) VALUES (?, 'adapted', ?, ?, ?, ?, ?)",
+                (name, json.dumps(spec), int(dim), weights, json.dumps(config), _now())).lastrowid
+            db.executemany("INSERT INTO embeddings (recording_id, encoder_id, vector) VALUES (?, ?, ?)",
+                           [(recording, encoder_id, _blob(v)) for recording, v in vectors.items()])
+            speakers = [row[0] for row in db.execute("SELECT id FROM speakers")]
+            for speaker_id in speakers:
+                self._refresh_references(db, speaker_id)
+            db.execute("UPDATE speakers SET generation = ?", (generation,))
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('scoring', ?)", (json.dumps(scoring),))
+        return []

@@ -108,12 +108,21 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     if not path.is_dir():
         raise RunError(f"{path} is not a run directory; train one with `speakerid train CORPUS --out {path}`")
     config = read_json(path / CONFIG_FILE, "run configuration")
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise RunError(f"{path / CONFIG_FILE} is not a speakerid run configuration (format {FORMAT!r} expected)")
     labels = read_json(path / LABELS_FILE, "speaker labels")
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise RunError(f"{path} has no {WEIGHTS_FILE}: training has not finished an epoch; continue it with `speakerid train --resume`")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise RunError(f"{weights} is not readable safetensors ({err}); the file is truncated or foreign") from None
+    return build_run(path, config, labels, state, device)
+
+
+def build_run(path: Path, config: Any, labels: Any, state: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> Run:
+    """A run from its configuration, labels and weights (read from a run directory, or from a registry)."""
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise RunError(f"{path / CONFIG_FILE} is not a speakerid run configuration (format {FORMAT!r} expected)")
     try:
         model = model_from_config(config["model"])
     except (ModelError, KeyError, TypeError) as err:
@@ -121,14 +130,10 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     if not isinstance(labels, list) or len(labels) != model.n_classes:
         raise RunError(f"{path / LABELS_FILE} does not hold {model.n_classes} speaker names")
     try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise RunError(f"{weights} is not readable safetensors ({err}); the file is truncated or foreign") from None
-    try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0:2]
-        raise RunError(f"{weights} does not fit the model in {CONFIG_FILE} ({' '.join(first)})") from None
+        raise RunError(f"{path / WEIGHTS_FILE} does not fit the model in {CONFIG_FILE} ({' '.join(first)})") from None
     model.to(resolve_device(device)).eval()
     return Run(path, config, labels, model)
 

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from speakerid import __version__
 from speakerid.audio import decode_audio
 from speakerid.errors import AudioError, RegistryError
-from speakerid.registry import EnrollResult, VoiceRegistry, decision_threshold
+from speakerid.voices import EnrollResult, VoiceRegistry
 
 __all__ = ["create_app", "serve", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SECONDS"]
 
@@ -156,7 +156,7 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
     index_html = (resources.files("speakerid") / "static" / "index.html").read_text(encoding="utf-8")
     voices = VoiceRegistry(registry, model, device)
     try:
-        encoder = voices.encoder  # loaded here, once: a bad model fails now, not on the first request
+        voices.encoders  # loaded here, once: a bad model fails now, not on the first request
     except BaseException:
         voices.close()
         raise
@@ -246,7 +246,7 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
                 raise ApiError(413, "recording too large",
                                f"{name} holds {frames / rate:.1f} s of {channels} channels at {rate} Hz, more than the "
                                f"server decodes ({max_seconds:g} s of 48-kHz stereo); downmix or resample it")
-        return decode_audio(data, encoder.sample_rate, name)
+        return decode_audio(data, name=name)
 
     Upload = Annotated[UploadFile, File(description="a recording (WAV, FLAC, OGG, MP3, ...)")]
 
@@ -258,16 +258,18 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
 
     @app.get("/health", summary="The encoder, how many speakers are enrolled, and the decision threshold")
     def health() -> dict:
-        calibration = voices.registry.threshold
-        threshold, source = decision_threshold(None, calibration, encoder)
+        scoring = voices.scoring
+        identify = scoring.decision("identify", None, voices.encoder.default_threshold)
+        verify = scoring.decision("verify", None, voices.encoder.default_threshold)
         return {
             "status": "ok",
             "version": __version__,
-            "encoder": encoder.name,
+            "encoders": list(scoring.fusion.encoders) if voices.registry.encoders() else [voices.encoder.name],
             "speakers": len(voices.speakers()),
-            "threshold": threshold,
-            "threshold_source": source,
-            "calibration": calibration,
+            "threshold": identify.value,
+            "threshold_source": identify.source,
+            "verify_threshold": verify.value,
+            "scoring": scoring.details,
             "token_required": token is not None,
             "max_bytes": max_bytes,
             "max_seconds": max_seconds,
@@ -310,7 +312,7 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
             total.added += result.added
             total.skipped += result.skipped
             total.failed += result.failed
-            total.embeddings = result.embeddings
+            total.recordings = result.recordings
         if total.failed and not (total.added or total.skipped):
             raise ApiError(422, "bad audio", "; ".join(f"{source}: {reason}" for source, reason in total.failed))
         return total.to_dict()

@@ -1,0 +1,133 @@
+"""scoring: the one place where encoders' cosine scores become a score and a decision.
+
+A registry scores with one encoder (the pretrained GE2E, or a trained run) or, after
+`speakerid adapt`, with two: the base encoder and one adapted to the enrolled voices. Each
+encoder gives a cosine score per enrolled speaker; the **fused** score is
+
+    z_e    = (cosine_e - mean_e) / std_e          each encoder's score, normalised by the mean and
+                                                  standard deviation of its non-target scores
+    fused  = mean_b + std_b * (sum_e w_e z_e - c) / d
+
+with weights w_e summing to 1, and (c, d) the mean and deviation of sum_e w_e z_e over non-target
+trials, so that fused scores live on the base encoder's cosine scale: strangers score as they
+would with the base encoder alone. With one encoder the fused score is its cosine, unchanged.
+The statistics and weights are fitted by `calibrate` (or, provisionally, by `adapt`).
+
+Which threshold decides, first found wins: the one passed in ("given"); the registry's
+calibrated one ("calibrated"); the provisional one `adapt` measured without strangers
+("adapt (uncalibrated)"); the base encoder's default ("default (uncalibrated)"); else none
+("none": identify still ranks the speakers but cannot tell an enrolled voice from a stranger).
+Identification (is this voice one of the N enrolled?) and verification (do two recordings share a
+speaker?) have thresholds of their own: a stranger is compared with every enrolled speaker and
+keeps the best score, so identification needs a higher bar than one pairwise comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["Fusion", "Scoring", "Decision", "scoring_for"]
+
+GIVEN, CALIBRATED, ADAPT, DEFAULT, NONE = "given", "calibrated", "adapt (uncalibrated)", "default (uncalibrated)", "none"
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How the encoders' cosine scores combine into one score on the base encoder's scale."""
+
+    encoders: tuple[str, ...]
+    weights: tuple[float, ...]
+    means: tuple[float, ...]  # of each encoder's non-target scores
+    stds: tuple[float, ...]
+    offset: float = 0.0  # mean of the weighted z-scores over non-target trials
+    scale: float = 1.0  # and their standard deviation
+
+    @classmethod
+    def single(cls, encoder: str) -> "Fusion":
+        """One encoder: the fused score is its cosine."""
+        return cls((encoder,), (1.0,), (0.0,), (1.0,))
+
+    @classmethod
+    def fit(cls, encoders: Sequence[str], weights: Sequence[float], nontarget: np.ndarray) -> "Fusion":
+        """The fusion with `weights` whose statistics come from non-target scores (n, n_encoders)."""
+        nontarget = np.asarray(nontarget, dtype=np.float64)
+        weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+        if len(encoders) == 1:
+            return cls.single(encoders[0])
+        means, stds = nontarget.mean(axis=0), np.maximum(nontarget.std(axis=0), 1e-6)
+        combined = ((nontarget - means) / stds) @ weights
+        return cls(tuple(encoders), tuple(map(float, weights)), tuple(map(float, means)), tuple(map(float, stds)),
+                   float(combined.mean()), float(max(combined.std(), 1e-6)))
+
+    def fuse(self, scores: np.ndarray) -> np.ndarray:
+        """Fused scores from cosine scores (..., n_encoders), encoders in `self.encoders` order."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if len(self.encoders) == 1:
+            return scores[..., 0]
+        z = (scores - np.asarray(self.means)) / np.asarray(self.stds)
+        combined = (z @ np.asarray(self.weights) - self.offset) / self.scale
+        return self.means[0] + self.stds[0] * combined
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Fusion":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A threshold and where it came from (`value` None: nothing to decide with)."""
+
+    value: float | None
+    source: str
+
+    def accepts(self, score: float) -> bool | None:
+        return None if self.value is None else bool(score >= self.value)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A registry's fusion and its two thresholds, as `calibrate` or `adapt` stored them."""
+
+    fusion: Fusion
+    identify: float | None
+    verify: float | None
+    source: str  # CALIBRATED or ADAPT
+    details: dict  # what the thresholds were measured on (for reports and /health)
+
+    def to_dict(self) -> dict:
+        return {"encoders": list(self.fusion.encoders), "fusion": self.fusion.to_dict(), "identify": self.identify,
+                "verify": self.verify, "source": self.source, "details": self.details}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Scoring":
+        return cls(Fusion.from_dict(values["fusion"]), values.get("identify"), values.get("verify"), values["source"],
+                   values.get("details", {}))
+
+    def decision(self, task: str, given: float | None = None, default: float | None = None) -> Decision:
+        """The threshold for `task` ("identify" or "verify") by the precedence in the module's docstring."""
+        if given is not None:
+            return Decision(float(given), GIVEN)
+        value = self.identify if task == "identify" else self.verify
+        if value is not None:
+            return Decision(float(value), self.source)
+        if default is not None and len(self.fusion.encoders) == 1:
+            return Decision(float(default), DEFAULT)
+        return Decision(None, NONE)
+
+
+def scoring_for(stored: dict | None, encoders: Sequence[str]) -> Scoring:
+    """The registry's stored scoring when it was fitted for exactly these encoders; else a plain
+    single-encoder scoring (or, for two encoders never fitted, equal weights without statistics)."""
+    if stored is not None and list(stored.get("encoders", [])) == list(encoders):
+        return Scoring.from_dict(stored)
+    if len(encoders) == 1:
+        return Scoring(Fusion.single(encoders[0]), None, None, NONE, {})
+    # Two encoders that nobody fitted yet (should not happen: adapt stores a provisional scoring).
+    return Scoring(Fusion(tuple(encoders), tuple(1 / len(encoders) for _ in encoders), (0.0,) * len(encoders),
+                          (1.0,) * len(encoders)), None, None, NONE, {})
