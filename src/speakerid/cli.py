@@ -469,6 +469,27 @@ def calibrate(
                f"{stored}; figures: {result.plot}")
 
 
+@app.command("upgrade-registry")
+def upgrade_registry(
+    registry: Path = typer.Argument(..., help="A registry made by speakerid 0.1 (format 1)."),
+    data_dirs: list[Path] = typer.Argument(..., help="Folders holding the files its speakers were enrolled from."),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="Upgrade without the enrolled files not found."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Upgrade an earlier registry in place: find its enrolled files again and store their audio (keeps REGISTRY.v1)."""
+    from speakerid.upgrade import upgrade_registry as run_upgrade
+
+    result = run_upgrade(registry, data_dirs, drop_missing=drop_missing, progress=not quiet)
+    typer.echo(f"upgraded {registry}: {result.speakers} speakers, {result.recordings} recordings with their audio; "
+               f"the old registry is {result.backup}. Calibrate again: speakerid calibrate --registry {registry} DIR")
+    for speaker, source in result.missing:
+        typer.secho(f"left out (not found): {speaker}/{source}", err=True, fg="yellow")
+    for speaker in result.removed:
+        typer.secho(f"removed (none of its files found): {speaker}", err=True, fg="yellow")
+    if result.missing:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 speakers_app = typer.Typer(help="List, rename or remove enrolled speakers.", no_args_is_help=True)
 app.add_typer(speakers_app, name="speakers")
 
