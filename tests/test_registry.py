@@ -31,9 +31,9 @@ def items(vectors, *names: str, encoder: str = "test/a") -> list[Enrollment]:
 
 def references(registry: Registry) -> tuple[list[str], np.ndarray]:
     """Names and base-encoder references of every speaker, by name."""
-    _, rows, _ = registry.references()
-    rows = sorted(rows, key=lambda r: r[1])
-    return [name for _, name, _ in rows], np.array([v["test/a"] for _, _, v in rows])
+    _, _, names, matrices, _ = registry.references()
+    order = np.argsort(names)
+    return [names[i] for i in order], matrices["test/a"][order]
 
 
 def run_python(code: str, *args: str) -> subprocess.Popen:
@@ -142,14 +142,15 @@ def test_every_change_raises_the_generation_and_readers_get_only_what_changed(tm
     registry.add("bob", items(np.eye(3)[1:2], "b"), ENCODER_A)
     after_enroll = registry.generation()
     assert after_enroll == start + 2
-    generation, changed, count = registry.references(after_enroll - 1)
-    assert generation == after_enroll and count == 2 and [name for _, name, _ in changed] == ["bob"]
+    generation, _, names, matrices, count = registry.references(after_enroll - 1)
+    assert generation == after_enroll and count == 2 and names == ["bob"] and matrices["test/a"][0] == pytest.approx([0, 1, 0])
     registry.rename("alice", "carol")
-    generation, changed, count = registry.references(after_enroll)
-    assert [name for _, name, _ in changed] == ["carol"] and generation == after_enroll + 1
+    generation, _, names, _, count = registry.references(after_enroll)
+    assert names == ["carol"] and generation == after_enroll + 1
     registry.remove("bob")
-    generation, changed, count = registry.references(generation)
-    assert changed == [] and count == 1 and registry.generation() == after_enroll + 2
+    generation, ids, names, matrices, count = registry.references(generation)
+    assert (ids, names, matrices["test/a"].shape, count) == ([], [], (0, 3), 1)
+    assert registry.generation() == after_enroll + 2
 
 
 def test_opening_what_is_not_a_registry(tmp_path):
@@ -211,8 +212,8 @@ from speakerid.registry import Registry
 registry = Registry(sys.argv[1], create=False)
 deadline, reads, seen = time.monotonic() + 60, 0, 0
 while seen < int(sys.argv[2]) and time.monotonic() < deadline:  # until every writer's speakers are in
-    _, rows, count = registry.references()
-    assert len(rows) == count and all(np.isclose(np.linalg.norm(v["test/a"]), 1, atol=1e-5) for _, _, v in rows)
+    _, ids, _, matrices, count = registry.references()
+    assert len(ids) == count and np.allclose(np.linalg.norm(matrices["test/a"], axis=1), 1, atol=1e-5)
     seen = len(registry.speakers())
     reads += 1
 print("done", seen, reads)
@@ -234,9 +235,9 @@ def test_readers_and_writers_in_threads_and_processes_never_see_a_locked_databas
         reads = 0
         try:
             while writing.is_set() or reads == 0:
-                _, rows, count = registry.references()
-                assert len(rows) == count
-                assert all(np.isclose(np.linalg.norm(v["test/a"]), 1, atol=1e-5) for _, _, v in rows)
+                _, ids, _, matrices, count = registry.references()
+                assert len(ids) == count
+                assert np.allclose(np.linalg.norm(matrices["test/a"], axis=1), 1, atol=1e-5)
                 reads += 1
         except BaseException as err:  # handed to the test thread
             errors.append(err)

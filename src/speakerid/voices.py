@@ -98,9 +98,16 @@ class Scores:
     scoring: Scoring
 
 
+CANDIDATES = 256  # speakers re-scored exactly after the half-precision search over all of them
+
+
 @dataclass
 class _References:
-    """A snapshot of every speaker's references, one matrix per encoder, as of `generation`."""
+    """A snapshot of every speaker's references, one matrix per encoder, as of `generation`.
+
+    `halves` holds the same matrices in half precision (torch): a search over 100,000 speakers reads
+    half the memory, and only the best `CANDIDATES` are then scored exactly in single precision.
+    """
 
     generation: int
     encoders: tuple[str, ...]
@@ -108,6 +115,23 @@ class _References:
     names: list[str]
     matrices: list[np.ndarray]  # per encoder, (speakers, dim)
     scoring: Scoring
+    halves: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        self.halves = [torch.from_numpy(np.ascontiguousarray(m)).half() for m in self.matrices]
+
+    def candidates(self, embedded: dict[str, np.ndarray]) -> np.ndarray:
+        """Indices of the speakers whose fused half-precision scores against one recording are best."""
+        import torch
+
+        if len(self.names) <= CANDIDATES:
+            return np.arange(len(self.names))
+        coarse = np.stack([torch.mv(h, torch.from_numpy(embedded[e][0]).half()).float().numpy()
+                           for e, h in zip(self.encoders, self.halves)], axis=-1)
+        fused = self.scoring.fusion.fuse(coarse)
+        return np.argpartition(-fused, CANDIDATES - 1)[:CANDIDATES]
 
 
 class VoiceRegistry:
@@ -182,29 +206,28 @@ class VoiceRegistry:
                 return cached
             encoders = tuple(e.name for e in self._current_encoders())
             if cached is None or cached.encoders != encoders:
-                cached = _References(-1, encoders, [], [], [np.zeros((0, 0), np.float32)] * len(encoders), None)
-            generation, changed, count = self.registry.references(cached.generation)
-            ids, names, matrices = list(cached.ids), list(cached.names), list(cached.matrices)
-            row = {speaker_id: i for i, speaker_id in enumerate(ids)}
-            if any(speaker_id in row for speaker_id, _, _ in changed):
-                matrices = [m.copy() for m in matrices]  # a reader may still hold the old snapshot
-            new_rows: list[list[np.ndarray]] = [[] for _ in encoders]
-            for speaker_id, name, vectors in changed:
-                if any(e not in vectors for e in encoders):
-                    continue  # a speaker caught between adapt's commits; the next generation brings it
-                if speaker_id in row:
-                    names[row[speaker_id]] = name
-                    for k, e in enumerate(encoders):
-                        matrices[k][row[speaker_id]] = vectors[e]
-                else:
-                    row[speaker_id] = len(ids)
-                    ids.append(speaker_id)
-                    names.append(name)
-                    for k, e in enumerate(encoders):
-                        new_rows[k].append(vectors[e])
-            matrices = [np.concatenate([m, np.stack(rows)]) if rows and len(m) else np.stack(rows) if rows else m
-                        for m, rows in zip(matrices, new_rows)]
-            if len(ids) != count:  # speakers were removed
+                cached = None
+            generation, changed_ids, changed_names, changed, count = self.registry.references(
+                -1 if cached is None else cached.generation)
+            if cached is None or not len(cached.ids):
+                ids, names, matrices = changed_ids, changed_names, [changed.get(e, np.zeros((0, 0), np.float32)) for e in encoders]
+            else:
+                ids, names, matrices = list(cached.ids), list(cached.names), list(cached.matrices)
+                row = {speaker_id: i for i, speaker_id in enumerate(ids)}
+                fresh = [i for i, speaker_id in enumerate(changed_ids) if speaker_id not in row]
+                if fresh:  # a new array, so that readers of the old snapshot keep theirs
+                    ids += [changed_ids[i] for i in fresh]
+                    names += [changed_names[i] for i in fresh]
+                    matrices = [np.concatenate([m, changed[e][fresh]]) for m, e in zip(matrices, encoders)]
+                updated = [(row[speaker_id], i) for i, speaker_id in enumerate(changed_ids) if speaker_id in row]
+                if updated:  # renamed, or enrolled again
+                    if not fresh:
+                        matrices = [m.copy() for m in matrices]
+                    for at, i in updated:
+                        names[at] = changed_names[i]
+                        for k, e in enumerate(encoders):
+                            matrices[k][at] = changed[e][i]
+            if len(ids) != count:  # speakers were removed (or are caught between adapt's steps)
                 present = self.registry.speaker_ids()
                 keep = np.array([i in present for i in ids], dtype=bool)
                 ids = [i for i, k in zip(ids, keep) if k]
@@ -319,12 +342,15 @@ class VoiceRegistry:
 
     def score(self, audios: Sequence[np.ndarray], names: Sequence[str] | None = None) -> Scores:
         """Float32 16-kHz recordings scored against every enrolled speaker, by every encoder and fused."""
+        return self.score_embeddings(self.embed(audios, names))
+
+    def score_embeddings(self, embedded: dict[str, np.ndarray]) -> Scores:
+        """Embeddings (encoder name -> (n, dim), as `embed` returns them) scored against every enrolled speaker."""
         refs = self._snapshot()
         if not refs.names:
             raise RegistryError(f"{self.registry.path} has no enrolled speakers; enroll some first (speakerid enroll)")
-        embedded = self.embed(audios, names)
-        if tuple(embedded) != refs.encoders:  # adapt finished in between: score with the new encoders
-            return self.score(audios, names)
+        if tuple(embedded) != refs.encoders:
+            raise RegistryError(f"{self.registry.path}: its encoders changed (adapt finished?) while scoring; try again")
         cosines = np.stack([embedded[e] @ m.T for e, m in zip(refs.encoders, refs.matrices)], axis=-1)
         return Scores(refs.names, refs.scoring.fusion.fuse(cosines), cosines, list(refs.encoders), refs.scoring)
 
@@ -335,16 +361,27 @@ class VoiceRegistry:
         recording's chunks into one embedding, which is scored against every reference.
         """
         samples, label = _input(audio)
-        scores = self.score([samples], [label])
-        fused = scores.fused[0]
-        order = np.argsort(-fused, kind="stable")[: max(1, top_k)]
+        return self.rank(self.embed([samples], [label]), top_k, threshold)
+
+    def rank(self, embedded: dict[str, np.ndarray], top_k: int = 3, threshold: float | None = None) -> OpenSetAnswer:
+        """The open-set answer for one recording's embeddings (encoder name -> (1, dim))."""
+        refs = self._snapshot()
+        if not refs.names:
+            raise RegistryError(f"{self.registry.path} has no enrolled speakers; enroll some first (speakerid enroll)")
+        if tuple(embedded) != refs.encoders:
+            raise RegistryError(f"{self.registry.path}: its encoders changed (adapt finished?) while scoring; try again")
+        candidates = refs.candidates(embedded)
+        cosines = np.stack([m[candidates] @ embedded[e][0] for e, m in zip(refs.encoders, refs.matrices)], axis=-1)
+        fused = refs.scoring.fusion.fuse(cosines)
+        k = min(max(1, top_k), len(fused))
+        order = np.argsort(-fused, kind="stable")[:k]
         best = float(fused[order[0]])
-        decision = scores.scoring.decision("identify", threshold, self.encoder.default_threshold)
+        decision = refs.scoring.decision("identify", threshold, self.encoder.default_threshold)
         known = decision.accepts(best)
         return OpenSetAnswer(
-            speaker=UNKNOWN if known is False else scores.speakers[order[0]], score=best, known=known,
-            threshold=decision.value, threshold_source=decision.source, encoders=scores.encoders,
-            ranking=[(scores.speakers[i], float(fused[i]), dict(zip(scores.encoders, map(float, scores.cosines[0, i]))))
+            speaker=UNKNOWN if known is False else refs.names[candidates[order[0]]], score=best, known=known,
+            threshold=decision.value, threshold_source=decision.source, encoders=list(refs.encoders),
+            ranking=[(refs.names[candidates[i]], float(fused[i]), dict(zip(refs.encoders, map(float, cosines[i]))))
                      for i in order],
         )
 
