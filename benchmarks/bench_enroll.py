@@ -1,118 +1,206 @@
-"""Enrollment without retraining: the pretrained GE2E encoder against trained-model encoders (dsp20).
+"""Voices the encoder never heard: GE2E alone, the adapted encoder alone, and both fused, on the open-set task.
 
-Per speaker, the 3 training takes of the dsp20 3-s corpus (the prepare split) are enrolled and
-the other 2 takes are trials, whole and cut into 3-s chunks. Encoders:
+The product path, on real speech: `enroll` the enrolled speakers, `adapt`, `calibrate` on
+calibration strangers (the enrolled side by cross-validation on the recordings adapt held out),
+then identify held-out recordings of the enrolled speakers and recordings of test strangers.
 
-  ge2e          the pretrained GE2E encoder shipped in resemblyzer (never saw dsp20)
-  cnn-20        the embedding layer of a cnn trained (3 minutes) on the 20 speakers' training
-                takes; it never saw the trial takes
-  cnn-14        a cnn trained the same way on 14 speakers only: the other 6 are speakers it never
-                heard, which is what enrolling a new speaker means
+  so125   speakers sorted by name, seeded split: 100 enrolled (8 sentences enroll, the other 4 are
+          test trials), 10 calibration strangers, 15 test strangers (all 12 sentences each)
+  dsp20   14 enrolled (takes 1-3 enroll; takes 4-5, cut into 5-s clips, are test trials),
+          3 calibration strangers and 3 test strangers (every take, 5-s clips)
 
-Top-1: every trial against all 20 references. EER on held-out speakers: trials of the 6
-speakers cnn-14 never saw, against those 6 references (target vs non-target scores).
+The three contenders score the same trials from the same registry: each is calibrated (weights,
+threshold at the balanced point) on the same calibration trials, with its own encoders only.
+Reported: closed-set top-1 among the enrolled, open-set accuracy at the calibrated threshold
+(enrolled trials named right / test strangers rejected), pairwise EER on the test trials; the
+time `adapt` took, and where the errors fall (speakers, sentence length, voice pitch).
 
-    python benchmarks/bench_enroll.py
+    python benchmarks/bench_enroll.py                 # both data sets
+    python benchmarks/bench_enroll.py --data so125 --minutes 5
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
-
-from speakerid.calibration import eer
-from speakerid.corpus import Corpus, PrepareConfig, prepare
-from speakerid.encoders import load_encoder
-from speakerid.registry import reference
-from speakerid.training import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
-DSP20 = HERE.parent.parent / "shared" / "data" / "dsp20"
-CACHE = HERE / ".cache"
-HELD_OUT = 6
-MINUTES = 3.0  # training budget of each cnn the bench has to train itself
+DATA = HERE.parent.parent / "shared" / "data"
+CACHE = HERE / ".cache" / "enroll"
 
 
-def corpus_of(speakers: list[str], name: str) -> Corpus:
-    data = CACHE / f"{name}-data"
-    if not data.exists():
-        data.mkdir(parents=True)
-        for s in speakers:
-            (data / s).symlink_to(DSP20 / s)
-    prepare(data, CACHE / name, PrepareConfig(chunk_seconds=3), progress=False)
-    return Corpus.open(CACHE / name)
+def link(dest: Path, files: list[Path]) -> Path:
+    for f in files:
+        (dest / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (dest / f.parent.name / f.name).symlink_to(f)
+    return dest
 
 
-def trained_run(corpus: Corpus, name: str) -> Path:
-    out = CACHE / "runs" / name
-    if not (out / "model.safetensors").exists():  # trained once, then reused
-        print(f"training {name} for {MINUTES:g} minutes ...", flush=True)
-        train(corpus, out, TrainConfig(model="cnn", epochs=1000, max_minutes=MINUTES, patience=0), force=True, progress=False)
-    return out
-
-
-def split_takes(corpus: Corpus) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Enrollment (training takes) and trial (validation + test takes) recordings per speaker."""
+def split(name: str, seed: int) -> tuple[dict[str, list[Path]], dict[str, list[Path]], list[str], list[str]]:
+    """(enrollment files, test files per enrolled speaker, calibration strangers, test strangers)."""
+    root = DATA / name
+    speakers = sorted(p.name for p in root.iterdir() if p.is_dir())
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    order = [speakers[i] for i in rng.permutation(len(speakers))]
+    n_enrolled, n_cal = (100, 10) if name == "so125" else (14, 3)
+    enrolled, cal, test = sorted(order[:n_enrolled]), order[n_enrolled : n_enrolled + n_cal], order[n_enrolled + n_cal :]
     enroll, trials = {}, {}
-    for r in np.unique(corpus.chunk_recording):
-        rid = corpus.recording_ids[r]
-        split = corpus.chunk_split[corpus.chunk_recording == r][0]
-        (enroll if split == 0 else trials).setdefault(rid.split("/")[0], []).append(rid)
-    return enroll, trials
+    for speaker in enrolled:
+        files = sorted((root / speaker).glob("*.flac"))
+        if name == "so125":
+            files = [files[i] for i in np.random.default_rng([seed, zlib.crc32(speaker.encode())]).permutation(len(files))]
+            enroll[speaker], trials[speaker] = sorted(files[:8]), sorted(files[8:])
+        else:
+            enroll[speaker], trials[speaker] = files[:3], files[3:]
+    return enroll, trials, sorted(cal), sorted(test)
 
 
-def measure(encoder, corpus: Corpus, enroll: dict, trials: dict, held_out: list[str]) -> dict:
-    audio = lambda rid: corpus.recording_audio(rid).astype(np.float32) / 32768
-    started = time.perf_counter()
-    speakers = sorted(enroll)
-    refs = np.stack([reference(np.stack([encoder.embed(audio(r)) for r in enroll[s]])) for s in speakers])
-    whole, chunks = [], []  # (speaker index, embedding)
-    for s in speakers:
-        for rid in trials[s]:
-            wave = audio(rid)
-            whole.append((speakers.index(s), encoder.embed(wave)))
-            for start in range(0, len(wave) - 48000 + 1, 48000):
-                chunks.append((speakers.index(s), encoder.embed(wave[start : start + 48000])))
-    seconds = time.perf_counter() - started
-    out = {"seconds": seconds}
-    for name, items in (("whole", whole), ("3s", chunks)):
-        truth = np.array([t for t, _ in items])
-        scores = np.stack([e for _, e in items]) @ refs.T
-        out[f"top1_{name}"] = float((scores.argmax(1) == truth).mean())
-        out[f"n_{name}"] = len(items)
-        keep = [speakers.index(s) for s in held_out]
-        mine = np.isin(truth, keep)
-        sub = scores[mine][:, keep]
-        target = sub[np.arange(len(sub)), [keep.index(t) for t in truth[mine]]]
-        nontarget = sub[~np.eye(len(keep), dtype=bool)[[keep.index(t) for t in truth[mine]]]]
-        out[f"eer_{name}"] = eer(target, nontarget)[0]
-    return out
+def clips_of(path: Path, seconds: float | None) -> list[np.ndarray]:
+    from speakerid.audio import load_audio
+
+    audio = load_audio(path)
+    if seconds is None:
+        return [audio]
+    size = int(seconds * 16000)
+    return [audio[s : s + size] for s in range(0, max(1, len(audio) - size + 1), size)]
+
+
+def pitch(audio: np.ndarray) -> float:
+    """Median fundamental frequency (Hz) of the voiced frames, by autocorrelation: a proxy for children's voices."""
+    frame, hop = 640, 320
+    f0 = []
+    for start in range(0, len(audio) - frame, hop):
+        x = audio[start : start + frame] - audio[start : start + frame].mean()
+        if np.sqrt(np.mean(x**2)) < 0.01:
+            continue
+        r = np.correlate(x, x, "full")[frame - 1 :]
+        lo, hi = 16000 // 500, 16000 // 70  # 70-500 Hz
+        lag = lo + int(np.argmax(r[lo:hi]))
+        if r[lag] > 0.4 * r[0]:
+            f0.append(16000 / lag)
+    return float(np.median(f0)) if f0 else float("nan")
+
+
+def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None:
+    from speakerid.adapt import adapt
+    from speakerid.calibration import Trials, cross_validation_trials, eer, fit_scoring
+    from speakerid.registry import ADAPTED
+    from speakerid.voices import VoiceRegistry
+
+    enroll, trials, cal, test = split(name, seed)
+    seconds = None if name == "so125" else 5.0
+    work = CACHE / name
+    shutil.rmtree(work, ignore_errors=True)
+    data = link(work / "enroll", [f for files in enroll.values() for f in files])
+    voices = VoiceRegistry(work / "voices.db")
+    began = time.perf_counter()
+    voices.enroll_folder(data, progress=False)
+    enroll_seconds = time.perf_counter() - began
+    voices.close()
+    began = time.perf_counter()
+    adapted = adapt(work / "voices.db", minutes=minutes, epochs=epochs, seed=seed, progress=False)
+    adapt_seconds = time.perf_counter() - began
+
+    voices = VoiceRegistry(work / "voices.db", create=False)
+    encoders = [e.name for e in voices.encoders]
+    names, _ = voices.reference_matrices()
+    column = {n: i for i, n in enumerate(names)}
+
+    def score(files: list[Path]) -> tuple[np.ndarray, list[tuple[Path, np.ndarray]]]:
+        rows, kept = [], []
+        for f in files:
+            for clip in clips_of(f, seconds):
+                rows.append(voices.score([clip]).cosines[0])
+                kept.append((f, clip))
+        return np.stack(rows), kept
+
+    # calibration trials, exactly as `calibrate` builds them: cross-validation on adapt's held-out recordings
+    records = voices.registry.encoders()
+    held_out = set(next(r for r in records if r.role == ADAPTED).config["held_out"])
+    by_speaker: dict[str, list[int]] = {}
+    for r in voices.registry.recordings():
+        by_speaker.setdefault(r["speaker"], []).append(r["id"])
+    stored = [voices.registry.embeddings(e) for e in encoders]
+    cal_enrolled, cal_truth, _ = cross_validation_trials(names, by_speaker, stored, held_out)
+    cal_strangers, _ = score([f for s in cal for f in sorted((DATA / name / s).glob("*.flac"))])
+    test_files = [(s, f) for s, files in trials.items() for f in files]
+    test_enrolled, test_kept = score([f for _, f in test_files])
+    test_truth = np.array([column[f.parent.name] for f, _ in test_kept])
+    test_strangers, stranger_kept = score([f for s in test for f in sorted((DATA / name / s).glob("*.flac"))])
+
+    contenders = {"GE2E alone": [0], "adapted alone": [1], "fused": [0, 1]}
+    print(f"\n{name}: {len(names)} enrolled speakers, {len(cal)} calibration and {len(test)} test strangers; "
+          f"{len(test_truth)} enrolled and {len(test_strangers)} stranger test trials"
+          f"{'' if seconds is None else f' ({seconds:g}-s clips)'}")
+    print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({adapted.epochs} epochs, "
+          f"{adapted.train_seconds:.0f} s of training, {adapted.recordings} recordings re-embedded)")
+    print("\n| contender | weights | closed-set top-1 | enrolled named right | strangers rejected | EER |")
+    print("|---|---|---:|---:|---:|---:|")
+    answers = {}
+    for label, keep in contenders.items():
+        calibration = Trials([encoders[k] for k in keep], names, cal_enrolled[..., keep], np.asarray(cal_truth),
+                             cal_strangers[..., keep])
+        scoring, _ = fit_scoring(calibration)
+        fused_enrolled = scoring.fusion.fuse(test_enrolled[..., keep])
+        fused_strangers = scoring.fusion.fuse(test_strangers[..., keep])
+        best = fused_enrolled.argmax(axis=1)
+        right = best == test_truth
+        named = right & (fused_enrolled.max(axis=1) >= scoring.identify)
+        rejected = fused_strangers.max(axis=1) < scoring.identify
+        own = np.zeros(fused_enrolled.shape, bool)
+        own[np.arange(len(test_truth)), test_truth] = True
+        rate, _ = eer(fused_enrolled[own], np.concatenate([fused_enrolled[~own], fused_strangers.ravel()]))
+        weights = " + ".join(f"{w:.2f}" for w in scoring.fusion.weights)
+        print(f"| {label} | {weights} | {right.mean():.1%} | {named.mean():.1%} | {rejected.mean():.1%} | {rate:.2%} |")
+        answers[label] = (named, rejected, fused_strangers.argmax(axis=1))
+
+    # where the fused system errs
+    named, rejected, closest = answers["fused"]
+    missed = [(f, clip) for (f, clip), ok in zip(test_kept, named) if not ok]
+    durations = np.array([len(c) / 16000 for _, c in test_kept])
+    print(f"\nfused errors: {len(missed)} of {len(named)} enrolled trials not named right, "
+          f"{int((~rejected).sum())} of {len(rejected)} stranger trials let in")
+    short = durations < np.median(durations)
+    print(f"  by length: {1 - named[short].mean():.1%} missed among trials under the median {np.median(durations):.1f} s, "
+          f"{1 - named[~short].mean():.1%} above it")
+    by_speaker_missed: dict[str, int] = {}
+    for f, _ in missed:
+        by_speaker_missed[f.parent.name] = by_speaker_missed.get(f.parent.name, 0) + 1
+    worst = sorted(by_speaker_missed.items(), key=lambda kv: -kv[1])[:5]
+    print(f"  by speaker: {len(by_speaker_missed)} speakers share the misses; most: "
+          + ", ".join(f"{s} {n}" for s, n in worst))
+    pitches = {s: pitch(np.concatenate([clips_of(f, None)[0] for f in files])) for s, files in trials.items()}
+    high = {s for s, p in pitches.items() if p >= 250}
+    is_high = np.array([f.parent.name in high for f, _ in test_kept])
+    if is_high.any() and (~is_high).any():
+        print(f"  by voice: {1 - named[is_high].mean():.1%} missed for the {len(high)} speakers with a median pitch "
+              f"of 250 Hz or more (children's range), {1 - named[~is_high].mean():.1%} for the "
+              f"{len(pitches) - len(high)} others")
+    let_in = [(f.parent.name, names[c]) for (f, _), ok, c in zip(stranger_kept, rejected, closest) if not ok]
+    if let_in:
+        print("  strangers let in (stranger -> taken for): " + ", ".join(f"{a}->{b}" for a, b in let_in[:8]))
+    voices.close()
 
 
 def main() -> None:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    print(f"machine: {os.cpu_count()} cores, {gpu}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    speakers = sorted(p.name for p in DSP20.iterdir() if p.is_dir())
-    full = corpus_of(speakers, "dsp20-3s-all")
-    seen, held_out = speakers[:-HELD_OUT], speakers[-HELD_OUT:]
-    runs = {"cnn-20": trained_run(full, "enroll-cnn-20"),
-            "cnn-14": trained_run(corpus_of(seen, "dsp20-3s-14"), "enroll-cnn-14")}
-    enroll, trials = split_takes(full)
-    rows = []
-    for name, model in (("ge2e", None), ("cnn-20", runs["cnn-20"]), ("cnn-14", runs["cnn-14"])):
-        r = measure(load_encoder(model, "cpu"), full, enroll, trials, held_out)
-        held = "never heard" if name != "cnn-20" else "heard in training"
-        rows.append(f"| {name} | {100 * r['top1_whole']:.1f} % ({r['n_whole']}) | {100 * r['top1_3s']:.1f} % ({r['n_3s']}) | "
-                    f"{100 * r['eer_whole']:.1f} % | {100 * r['eer_3s']:.1f} % | {held} | {r['seconds']:.0f} s |")
-        print(rows[-1], flush=True)
-    print(f"\nEnroll 3 takes per speaker, trials = the other 2 takes; held-out EER over {HELD_OUT} speakers:\n")
-    print("| encoder | top-1 whole takes | top-1 3-s chunks | EER held-out, whole | EER held-out, 3 s | the 6 speakers were | embed time |")
-    print("|---|---:|---:|---:|---:|---|---:|")
-    print("\n".join(rows))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["so125", "dsp20", "both"], default="both")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=None, help="adapt's training budget (default: its recipe's)")
+    parser.add_argument("--epochs", type=int, default=None, help="adapt's epochs (default: its recipe's)")
+    args = parser.parse_args()
+    import torch
+
+    print(f"machine: {os.cpu_count()} CPU cores, {'CUDA' if torch.cuda.is_available() else 'no GPU'}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+    for name in (["so125", "dsp20"] if args.data == "both" else [args.data]):
+        run(name, args.seed, args.minutes, args.epochs)
 
 
 if __name__ == "__main__":

@@ -134,9 +134,10 @@ def test_fusion_finds_the_weight_where_two_encoders_are_right_together():
     blind_a, blind_b = np.arange(speakers) < 10, np.arange(speakers) >= 10
     enrolled = np.stack([cosines(blind_a, len(truth), truth), cosines(blind_b, len(truth), truth)], axis=-1)
     strangers = np.stack([cosines(blind_a, 100, None), cosines(blind_b, 100, None)], axis=-1)
-    trials = Trials(["a", "b"], [str(i) for i in range(speakers)], enrolled, truth, strangers)
+    seconds_e, seconds_u = np.full(len(truth), 4.0), np.full(100, 4.0)
+    trials = Trials(["a", "b"], [str(i) for i in range(speakers)], enrolled, truth, strangers, seconds_e, seconds_u)
     scoring, report = fit_scoring(trials)
-    alone = [fit_scoring(Trials([e], trials.speakers, enrolled[..., [k]], truth, strangers[..., [k]]))[1]
+    alone = [fit_scoring(Trials([e], trials.speakers, enrolled[..., [k]], truth, strangers[..., [k]], seconds_e, seconds_u))[1]
              for k, e in enumerate("ab")]
     balanced = lambda r: min(r["named_right"], r["strangers_rejected"])
     assert 0.2 <= scoring.fusion.weights[0] <= 0.8
@@ -180,28 +181,65 @@ def enrolled(short_takes, tmp_path_factory):
     return out / "voices.db", link_speakers(short_takes, out / "strangers", speakers[4:]), speakers
 
 
-def test_calibrate_cross_validates_the_enrolled_side_and_stores_the_scoring(enrolled, tmp_path):
+def test_calibrate_cross_validates_the_enrolled_side_and_stores_thresholds_by_length(enrolled, tmp_path):
     path, strangers, speakers = enrolled
-    result = calibrate(path, strangers, trial_seconds=3.0, out=tmp_path / "calibration.png", progress=False)
+    result = calibrate(path, strangers, out=tmp_path / "calibration.png", progress=False)
     report = result.report
     assert result.enrolled_side == "cross-validation" and result.stored
-    # every enrolled take is held out once (two 3-s clips each); every stranger take gives two clips too
-    assert (report["enrolled_trials"], report["stranger_trials"]) == (4 * 4 * 2, 3 * 4 * 2)
+    # every 6-s take gives 5 trials: itself, two 1.5-s and two 3-s clips; each enrolled take is held out once;
+    # a clip with too little speech for GE2E is reported, not scored
+    assert report["enrolled_trials"] + report["stranger_trials"] + len(result.failed) == (4 + 3) * 4 * 5
+    assert all("+1.5 s]" in clip and "speech" in why for clip, why in result.failed)
     assert report["speakers"] == 4 and not report["strangers_simulated"]
-    assert report["named_right"] >= 0.7 and report["strangers_rejected"] >= 0.7
+    assert report["named_right"] >= 0.6 and report["strangers_rejected"] >= 0.6  # 1.5-s clips of 4 voices included
+    # one length group: once the 1.5-s clips without enough speech are left out, 19 stranger clips of
+    # 1.5 s remain, under the 20 a group needs; they join the 3-s clips and the whole 6-s takes
+    assert [(g["seconds"], g["enrolled_trials"], g["stranger_trials"]) for g in report["by_length"]] == [
+        (3.0, report["enrolled_trials"], report["stranger_trials"])]
     assert (tmp_path / "calibration.png").stat().st_size > 20_000 and result.plot == str(tmp_path / "calibration.png")
     stored = Registry(path).scoring
-    assert stored["identify"] == pytest.approx(result.scoring.identify)
-    assert stored["verify"] == pytest.approx(report["eer_threshold"])
+    assert stored["identify"] == [list(p) for p in result.scoring.identify]
+    assert stored["verify"] == [list(p) for p in result.scoring.verify]
     assert stored["encoders"] == result.encoders and stored["source"] == "calibrated"
     json.dumps(result.to_dict())
+    # the thresholds are a line in log(seconds) over the trials' lengths (1.5 to 6 s): shorter audio scores
+    # lower, so its threshold is lower
+    (short, low), (long, high) = result.scoring.identify
+    assert (short, long) == (1.5, 6.0) and low < high
+    for g in report["by_length"]:
+        assert g["identify_threshold"] == pytest.approx(result.scoring.decision("identify", seconds=g["seconds"]).value)
+    # identification needs a higher bar than one pairwise comparison: a stranger keeps its best of four scores
+    assert all(g["identify_threshold"] >= g["verify_threshold"] for g in report["by_length"])
 
-    # the identification threshold lies above the verification one: a stranger keeps its best of four scores
-    assert result.scoring.identify >= result.scoring.verify
-    # --far: at most that share of strangers accepted
-    strict = calibrate(path, strangers, trial_seconds=3.0, far=0.05, store=False, progress=False)
-    assert 1 - strict.report["strangers_rejected"] <= 0.05 and not strict.stored
+    # --far: at most that share of strangers accepted, in every length group
+    strict = calibrate(path, strangers, far=0.05, store=False, progress=False)
+    assert all(1 - g["strangers_rejected"] <= 0.05 for g in strict.report["by_length"]) and not strict.stored
     assert Registry(path).scoring == stored  # a dry run writes nothing
+
+
+def test_trials_are_grouped_by_length_until_each_group_has_enough_of_both_kinds():
+    from speakerid.calibration import duration_groups
+
+    enrolled = np.array([1.5] * 30 + [3.0] * 40 + [4.0] * 10 + [41.0] * 25)
+    strangers = np.array([1.5] * 25 + [3.0] * 30 + [41.0] * 5)
+    groups = duration_groups(enrolled, strangers)
+    # 1.5 s stands alone; 3-4 s too; the 25 long enrolled trials have 5 strangers only: they join the 3-4 s group
+    assert [(round(s, 2), e.sum(), u.sum()) for s, e, u in groups] == [(1.5, 30, 25), (3.0, 75, 35)]
+    # too few trials anywhere: one group of everything
+    assert [(e.sum(), u.sum()) for _, e, u in duration_groups(enrolled[:10], strangers[:10])] == [(10, 10)]
+
+
+def test_decisions_follow_the_length_of_the_audio():
+    from speakerid.scoring import Scoring
+
+    scoring = Scoring(Fusion.single("e"), [(1.5, 0.7), (6.0, 0.8)], [(1.5, 0.6), (6.0, 0.7)], "calibrated", {})
+    assert scoring.decision("identify", seconds=1.5).value == pytest.approx(0.7)
+    assert scoring.decision("identify", seconds=3.0).value == pytest.approx(0.75)  # halfway in log(seconds)
+    assert scoring.decision("identify", seconds=0.5).value == pytest.approx(0.7)  # flat beyond the points
+    assert scoring.decision("identify", seconds=60).value == pytest.approx(0.8)
+    assert scoring.decision("verify", seconds=6).value == pytest.approx(0.7)
+    assert scoring.decision("identify", given=0.5, seconds=3).value == 0.5
+    assert Scoring.from_dict(scoring.to_dict()) == scoring
 
 
 def test_calibrate_without_strangers_or_new_recordings_cross_validates_and_simulates_strangers(enrolled):
@@ -211,8 +249,8 @@ def test_calibrate_without_strangers_or_new_recordings_cross_validates_and_simul
     result = calibrate(path, already, store=False, progress=False)
     report = result.report
     assert result.enrolled_side == "cross-validation" and report["strangers_simulated"]
-    # each of the 16 enrolled takes is held out once, and doubles as a stranger to the other 3 speakers
-    assert report["enrolled_trials"] == report["stranger_trials"] == 16
+    # each of the 16 enrolled takes (and its 4 clips) is held out once, and doubles as a stranger to the other speakers
+    assert report["enrolled_trials"] == report["stranger_trials"] == 16 * 5 - len(result.failed)
     assert report["named_right"] >= 0.7 and report["strangers_rejected"] >= 0.7
 
 

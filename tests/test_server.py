@@ -93,7 +93,7 @@ def test_health_openapi_and_page(service):
     health = service.client.get("/health").json()
     assert health["status"] == "ok" and [e.split("/")[0] for e in health["encoders"]] == ["ge2e"]
     assert health["speakers"] == SPEAKERS
-    assert (health["threshold"], health["threshold_source"], health["scoring"]) == (0.87, "default (uncalibrated)", {})
+    assert (health["thresholds"], health["threshold_source"], health["scoring"]) == ([[None, 0.87]], "default (uncalibrated)", {})
     assert (health["token_required"], health["max_bytes"], health["max_seconds"]) == (True, MAX_BYTES, MAX_SECONDS)
 
     schema = service.client.get("/openapi.json").json()

@@ -143,10 +143,9 @@ def _adapt(voices, work: Path, minutes: float | None, epochs: int | None, seed: 
         for r in recordings:
             by_speaker.setdefault(r["speaker"], []).append(r["id"])
         names = sorted(by_speaker)
-        enrolled, truth, _ = cross_validation_trials(names, by_speaker, [base_vectors, vectors], held_out)
-        excluded = np.zeros(enrolled.shape[:2], dtype=bool)
-        excluded[np.arange(len(truth)), truth] = True
-        trials = Trials([base.name, encoder.name], names, enrolled, np.asarray(truth), enrolled, excluded)
+        lengths = {r["id"]: r["seconds"] for r in recordings}
+        enrolled, truth, seconds, _ = cross_validation_trials(names, by_speaker, [base_vectors, vectors], held_out, lengths)
+        trials = Trials.simulating_strangers([base.name, encoder.name], names, enrolled, np.asarray(truth), seconds)
         scoring, report = fit_scoring(trials, source="adapt (uncalibrated)")
         report.pop("curve")
         config_record = {**run_config, "held_out": sorted(held_out), "trained_speakers": len(trained),

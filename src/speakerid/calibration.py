@@ -28,7 +28,7 @@ from speakerid.errors import AudioError, CorpusError
 if TYPE_CHECKING:
     from speakerid.scoring import Scoring
 
-__all__ = ["CalibrationResult", "calibrate", "Trials", "fit_scoring", "cross_validation_trials", "open_set_curve", "operating_point", "det_curve", "eer",
+__all__ = ["CalibrationResult", "calibrate", "gather_trials", "Trials", "fit_scoring", "cross_validation_trials", "open_set_curve", "operating_point", "det_curve", "eer",
            "threshold_at_far", "min_dcf"]
 
 
@@ -114,14 +114,24 @@ class Trials:
     with `truth` (T,) the column of their speaker; `strangers` (U, S, E): recordings of voices
     nobody enrolled. When there are none, `simulated` strangers are enrolled recordings scored
     with their own speaker's column left out (`excluded` (U, S) marks it): a stranger as the
-    other speakers see it.
+    other speakers see it. Trials are whole recordings and clips of them, of known lengths.
     """
+
+    @classmethod
+    def simulating_strangers(cls, encoders: list[str], speakers: list[str], enrolled: np.ndarray, truth: np.ndarray,
+                             seconds: np.ndarray) -> "Trials":
+        """Trials whose strangers are the enrolled trials without their own speaker."""
+        excluded = np.zeros(enrolled.shape[:2], dtype=bool)
+        excluded[np.arange(len(truth)), truth] = True
+        return cls(encoders, speakers, enrolled, truth, enrolled, seconds, seconds, excluded)
 
     encoders: list[str]
     speakers: list[str]
     enrolled: np.ndarray
     truth: np.ndarray
     strangers: np.ndarray
+    enrolled_seconds: np.ndarray  # (T,) length of each enrolled trial's audio
+    stranger_seconds: np.ndarray  # (U,)
     excluded: np.ndarray | None = None
 
     @property
@@ -170,15 +180,53 @@ def operating_point(thresholds: np.ndarray, named: np.ndarray, rejected: np.ndar
 
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+SLOPE_GRID = np.round(np.linspace(0.0, 0.2, 41), 3)  # threshold rise per unit of log(seconds)
+DURATION_EDGES = (1.25, 2.5, 5.0, 10.0, 20.0)  # seconds: the report groups trials by length between these
+MIN_GROUP_TRIALS = 20  # enrolled and stranger trials a reported group needs, else it joins its neighbour
+
+
+def duration_groups(enrolled_seconds: np.ndarray, stranger_seconds: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """(typical length, enrolled mask, stranger mask) of each group of trials of similar length,
+    shortest first; neighbouring groups merge until each holds MIN_GROUP_TRIALS of both kinds."""
+    bins_e = np.searchsorted(DURATION_EDGES, enrolled_seconds)
+    bins_u = np.searchsorted(DURATION_EDGES, stranger_seconds)
+    groups = [[b] for b in range(len(DURATION_EDGES) + 1) if (bins_e == b).any() or (bins_u == b).any()]
+    small = lambda g: min(np.isin(bins_e, g).sum(), np.isin(bins_u, g).sum()) < MIN_GROUP_TRIALS
+    while len(groups) > 1 and any(small(g) for g in groups):
+        i = next(k for k, g in enumerate(groups) if small(g))
+        j = i + 1 if i + 1 < len(groups) else i - 1  # join the next longer group (the last joins the one before)
+        groups[min(i, j)] = groups[min(i, j)] + groups[max(i, j)]
+        del groups[max(i, j)]
+    out = []
+    for g in groups:
+        mask_e, mask_u = np.isin(bins_e, g), np.isin(bins_u, g)
+        out.append((float(np.median(np.concatenate([enrolled_seconds[mask_e], stranger_seconds[mask_u]]))), mask_e, mask_u))
+    return out
+
+
+def _length_line(fit, seconds: np.ndarray) -> list[tuple[float, float]]:
+    """Threshold points over the trials' lengths: threshold(d) = t0 + slope * log(d / typical length),
+    with the slope on SLOPE_GRID that serves `fit` best. `fit(shift)` takes each trial's shift of
+    the threshold and returns (how good, t0). Stored as its two ends: decisions interpolate between
+    them in log(seconds) and stay flat beyond, where nothing was measured."""
+    low, high = float(seconds.min()), float(seconds.max())
+    typical = float(np.exp(np.log(seconds).mean()))
+    slopes = SLOPE_GRID if high > 1.5 * low else np.array([0.0])
+    best = max(((*fit(slope * np.log(seconds / typical)), -slope) for slope in slopes), key=lambda r: (r[0], r[2]))
+    _, t0, slope = best[0], best[1], -best[2]
+    line = lambda d: round(float(t0 + slope * np.log(d / typical)), 6)
+    return [(round(low, 3), line(low)), (round(high, 3), line(high))] if slope else [(round(typical, 3), line(typical))]
 
 
 def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibrated") -> tuple["Scoring", dict]:
     """The fusion weights, statistics and thresholds that serve `trials` best, and what they achieve.
 
     With two encoders the weight of the base encoder is chosen on a grid (0, 0.05, ..., 1) by the
-    balanced open-set accuracy it reaches; the identification threshold then sits at the
-    operating point (`operating_point`), the verification threshold at the pairwise EER (or at
-    the pairwise false-accept rate `far`).
+    balanced open-set accuracy it reaches on all trials. Scores fall as audio gets shorter, so a
+    threshold is a line in log(seconds) (`_length_line`), its slope chosen with its level on all
+    trials at once: identification at the operating point (`operating_point`), verification at
+    the pairwise EER (or the pairwise false-accept rate `far`). The report breaks the result down
+    by groups of trials of similar length (`duration_groups`).
     """
     from speakerid.scoring import Fusion, Scoring
 
@@ -192,35 +240,62 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         fusion = Fusion.fit(trials.encoders, weights, nontarget)
         fused_enrolled = fusion.fuse(trials.enrolled)
         fused_strangers = np.where(trials.stranger_columns(), fusion.fuse(trials.strangers), -np.inf)
-        best_enrolled = fused_enrolled.max(axis=1)
         right = fused_enrolled.argmax(axis=1) == trials.truth
-        curve = open_set_curve(best_enrolled, right, fused_strangers.max(axis=1))
+        curve = open_set_curve(fused_enrolled.max(axis=1), right, fused_strangers.max(axis=1))
         i = operating_point(*curve, None)
         key = (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i], -abs(w - 0.5))
         if best is None or key > best[0]:
-            best = (key, fusion, fused_enrolled, fused_strangers, right, curve)
-    _, fusion, fused_enrolled, fused_strangers, right, (thresholds, named, rejected) = best
-    i = operating_point(thresholds, named, rejected, far)
-    own = trials.own()
+            best = (key, fusion, fused_enrolled, fused_strangers, right)
+    _, fusion, fused_enrolled, fused_strangers, right = best
+    best_enrolled, best_stranger = fused_enrolled.max(axis=1), fused_strangers.max(axis=1)
+    own, scored = trials.own(), trials.stranger_columns()
+    n_e = len(trials.truth)
+    all_seconds = np.concatenate([trials.enrolled_seconds, trials.stranger_seconds])
+
+    def identify_fit(shift: np.ndarray) -> tuple[tuple, float]:
+        curve = open_set_curve(best_enrolled - shift[:n_e], right, best_stranger - shift[n_e:])
+        i = operating_point(*curve, far)
+        return (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i]), float(curve[0][i])
+
     targets = fused_enrolled[own]
-    nontargets = np.concatenate([fused_enrolled[~own], fused_strangers[trials.stranger_columns()]])
-    equal_rate, equal_threshold = eer(targets, nontargets)
-    verify_threshold = equal_threshold if far is None else threshold_at_far(targets, nontargets, far)[0]
-    cost, cost_threshold = min_dcf(targets, nontargets)
+    nontarget_e, nontarget_u = fused_enrolled[~own], fused_strangers[scored]
+    target_seconds = trials.enrolled_seconds
+    nontarget_seconds = np.concatenate([np.repeat(trials.enrolled_seconds, own.shape[1] - 1),
+                                        np.repeat(trials.stranger_seconds, scored.sum(axis=1))])
+
+    def verify_fit(shift: np.ndarray) -> tuple[tuple, float]:
+        t, n = targets - shift[:n_e], np.concatenate([nontarget_e, nontarget_u]) - shift[n_e:]
+        if far is None:
+            rate, threshold = eer(t, n)
+            return (-rate,), threshold
+        threshold, _, miss = threshold_at_far(t, n, far)
+        return (-miss,), threshold
+
+    identify_points = _length_line(identify_fit, all_seconds)
+    verify_points = _length_line(lambda shift: verify_fit(shift), np.concatenate([target_seconds, nontarget_seconds]))
+    scoring = Scoring(fusion, identify_points, verify_points, source, {})
+    at_e = np.array([scoring.decision("identify", seconds=d).value for d in trials.enrolled_seconds])
+    at_u = np.array([scoring.decision("identify", seconds=d).value for d in trials.stranger_seconds])
+    named, rejected = right & (best_enrolled >= at_e), best_stranger < at_u
+    groups = [{"seconds": round(seconds, 3), "enrolled_trials": int(mask_e.sum()), "stranger_trials": int(mask_u.sum()),
+               "identify_threshold": scoring.decision("identify", seconds=seconds).value,
+               "verify_threshold": scoring.decision("verify", seconds=seconds).value,
+               "named_right": float(named[mask_e].mean()), "strangers_rejected": float(rejected[mask_u].mean())}
+              for seconds, mask_e, mask_u in duration_groups(trials.enrolled_seconds, trials.stranger_seconds)]
+    equal_rate, equal_threshold = eer(targets, np.concatenate([nontarget_e, nontarget_u]))
+    cost, cost_threshold = min_dcf(targets, np.concatenate([nontarget_e, nontarget_u]))
     report = {
         "operating_point": "balanced" if far is None else f"strangers accepted <= {far:g}",
-        "named_right": float(named[i]), "strangers_rejected": float(rejected[i]), "top1": float(right.mean()),
-        "enrolled_trials": int(len(trials.truth)), "stranger_trials": int(len(trials.strangers)),
-        "strangers_simulated": trials.simulated, "speakers": len(trials.speakers),
+        "named_right": float(named.mean()), "strangers_rejected": float(rejected.mean()), "top1": float(right.mean()),
+        "enrolled_trials": n_e, "stranger_trials": int(len(trials.strangers)), "strangers_simulated": trials.simulated,
+        "speakers": len(trials.speakers), "by_length": groups,
         "eer": equal_rate, "eer_threshold": equal_threshold, "min_dcf": cost, "min_dcf_threshold": cost_threshold,
         "encoder_eer": {e: eer(trials.enrolled[own][:, k], nontarget[:, k])[0] for k, e in enumerate(trials.encoders)},
         "weights": dict(zip(trials.encoders, fusion.weights)),
         "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    scoring = Scoring(fusion, float(thresholds[i]), float(verify_threshold), source, report)
-    curve = {"thresholds": thresholds, "named_right": named, "strangers_rejected": rejected, "chosen": i,
-             "targets": targets, "nontargets": nontargets}
-    return scoring, {**report, "curve": curve}
+    scoring = Scoring(fusion, identify_points, verify_points, source, report)
+    return scoring, {**report, "curve": {"targets": targets, "nontargets": np.concatenate([nontarget_e, nontarget_u])}}
 
 
 # ---------------------------------------------------------------- calibrate
@@ -242,21 +317,17 @@ class CalibrationResult:
     plot: str | None = None
     stored: bool = False
 
-    @property
-    def threshold(self) -> float:
-        return self.scoring.identify
-
     def to_dict(self) -> dict:
         return {"registry": self.registry, "data": self.data, "encoders": self.encoders, "enrolled_side": self.enrolled_side,
-                "identify_threshold": self.scoring.identify, "verify_threshold": self.scoring.verify,
+                "identify_thresholds": self.scoring.identify, "verify_thresholds": self.scoring.verify,
                 "fusion": self.scoring.fusion.to_dict(), **self.report, "plot": self.plot, "stored": self.stored,
                 "skipped": [{"speaker": s, "reason": r} for s, r in self.skipped],
                 "failed": [{"file": f, "reason": r} for f, r in self.failed]}
 
 
 def calibrate(registry: str | Path, data_dir: str | Path, model: str | Path | None = None, far: float | None = None,
-              trial_seconds: float | None = None, out: str | Path | None = None, store: bool = True,
-              device: str = "auto", progress: bool = True) -> CalibrationResult:
+              out: str | Path | None = None, store: bool = True, device: str = "auto",
+              progress: bool = True) -> CalibrationResult:
     """Fit the registry's decisions on the task users run: naming its enrolled speakers, rejecting strangers.
 
     `data_dir` holds speaker folders. A folder named like an enrolled speaker holds that
@@ -266,68 +337,23 @@ def calibrate(registry: str | Path, data_dir: str | Path, model: str | Path | No
     rebuilt without it (after `adapt`, only the recordings the adapted encoder never trained on).
     Without strangers, each enrolled trial doubles as a stranger by leaving its own speaker out.
 
-    Trials are whole recordings, or clips of `trial_seconds` (calibrate on what you will
-    identify: scores fall with duration). Fits the fusion weights, the identification threshold
-    at the balanced point (or where at most `far` of strangers are accepted) and the verification
-    threshold at the pairwise EER (or at pairwise false-accept rate `far`), stores them unless
-    `store` is False, and draws `out` (PNG) when given.
+    Trials are whole recordings and clips of `CLIP_SECONDS` cut from them, so that thresholds can
+    follow the length of what is identified. Fits the fusion weights and the thresholds by length
+    (`fit_scoring`: identification at the balanced point, or where at most `far` of strangers are
+    accepted; verification at the pairwise EER, or at pairwise false-accept rate `far`), stores
+    them unless `store` is False, and draws `out` (PNG) when given.
     """
     from speakerid.voices import VoiceRegistry
 
     if far is not None and not 0 < far < 1:
         raise CorpusError(f"the false-accept rate must lie in (0, 1), got {far}")
-    if trial_seconds is not None and trial_seconds <= 0:
-        raise CorpusError(f"trial length must be positive, got {trial_seconds} s")
     data_dir = Path(data_dir).resolve()
     voices = VoiceRegistry(registry, model, device, create=False)
     try:
-        names, _ = voices.reference_matrices()
-        if len(names) < 2:
-            raise CorpusError(f"{registry} has {len(names)} enrolled speaker(s); calibration needs at least 2 "
-                              "(speakerid enroll) and a folder of strangers")
-        sources, rejected = scan(data_dir)
-        failed = [(r.path, r.reason) for r in rejected]
-        column = {name: i for i, name in enumerate(names)}
-        own_files: dict[str, list[Path]] = {}
-        stranger_files: list[Path] = []
-        for source in sources:
-            if source.speaker in column:
-                own_files.setdefault(source.speaker, []).append(source.path)
-            else:
-                stranger_files.append(source.path)
-        # A file already enrolled for its speaker is no held-out recording of it.
-        held_out = {speaker: [f for f in files if _sha256(f) not in voices.registry.enrolled_hashes(speaker)]
-                    for speaker, files in own_files.items()}
-        held_out = {speaker: files for speaker, files in held_out.items() if files}
-        from speakerid.progress import progress_bar
-
-        with progress_bar("calibrating", total=len(stranger_files) + sum(map(len, held_out.values())),
-                          enabled=progress) as advance:
-            strangers = _score_files(voices, stranger_files, trial_seconds, failed, advance, len(names))
-            if held_out:
-                enrolled_side, skipped = "held-out recordings", []
-                enrolled, truth = [], []
-                for speaker, files in sorted(held_out.items()):
-                    scored = _score_files(voices, files, trial_seconds, failed, advance, len(names))
-                    enrolled.append(scored)
-                    truth += [column[speaker]] * len(scored)
-                enrolled = np.concatenate(enrolled)
-            else:
-                enrolled_side = "cross-validation"
-                enrolled, truth, skipped = _registry_trials(voices, names, trial_seconds, failed)
-        encoders = [e.name for e in voices.encoders]
-        if len(enrolled) == 0:
-            raise CorpusError(f"{data_dir}: no recording of an enrolled speaker could be scored")
-        truth = np.asarray(truth)
-        if len(strangers):
-            trials = Trials(encoders, names, enrolled, truth, strangers)
-        else:
-            excluded = np.zeros(enrolled.shape[:2], dtype=bool)
-            excluded[np.arange(len(truth)), truth] = True
-            trials = Trials(encoders, names, enrolled, truth, enrolled, excluded)
+        trials, enrolled_side, skipped, failed = gather_trials(voices, data_dir, progress)
         scoring, report = fit_scoring(trials, far)
         curve = report.pop("curve")
-        result = CalibrationResult(str(registry), str(data_dir), encoders, enrolled_side, scoring, report, curve,
+        result = CalibrationResult(str(registry), str(data_dir), trials.encoders, enrolled_side, scoring, report, curve,
                                    skipped, failed)
         if out is not None:
             from speakerid.plots import plot_calibration
@@ -341,6 +367,55 @@ def calibrate(registry: str | Path, data_dir: str | Path, model: str | Path | No
     return result
 
 
+def gather_trials(voices, data_dir: Path, progress: bool = True) -> tuple[Trials, str, list, list]:
+    """(trials, where the enrolled side came from, skipped speakers, failed files) for calibrating
+    `voices` (a VoiceRegistry) on `data_dir`, as `calibrate` describes."""
+    names, _ = voices.reference_matrices()
+    if len(names) < 2:
+        raise CorpusError(f"{voices.registry.path} has {len(names)} enrolled speaker(s); calibration needs at least 2 "
+                          "(speakerid enroll) and a folder of strangers")
+    sources, rejected = scan(data_dir)
+    failed = [(r.path, r.reason) for r in rejected]
+    column = {name: i for i, name in enumerate(names)}
+    own_files: dict[str, list[Path]] = {}
+    stranger_files: list[Path] = []
+    for source in sources:
+        if source.speaker in column:
+            own_files.setdefault(source.speaker, []).append(source.path)
+        else:
+            stranger_files.append(source.path)
+    # A file already enrolled for its speaker is no held-out recording of it.
+    held_out = {speaker: [f for f in files if _sha256(f) not in voices.registry.enrolled_hashes(speaker)]
+                for speaker, files in own_files.items()}
+    held_out = {speaker: files for speaker, files in held_out.items() if files}
+    from speakerid.progress import progress_bar
+
+    with progress_bar("calibrating", total=len(stranger_files) + sum(map(len, held_out.values())),
+                      enabled=progress) as advance:
+        strangers, stranger_seconds = _score_files(voices, stranger_files, failed, advance, len(names))
+        if held_out:
+            enrolled_side, skipped = "held-out recordings", []
+            rows, truth, seconds = [], [], []
+            for speaker, files in sorted(held_out.items()):
+                scored, lengths = _score_files(voices, files, failed, advance, len(names))
+                rows.append(scored)
+                seconds.append(lengths)
+                truth += [column[speaker]] * len(scored)
+            enrolled, enrolled_seconds = np.concatenate(rows), np.concatenate(seconds)
+        else:
+            enrolled_side = "cross-validation"
+            enrolled, truth, enrolled_seconds, skipped = _registry_trials(voices, names, failed)
+    if len(enrolled) == 0:
+        raise CorpusError(f"{data_dir}: no recording of an enrolled speaker could be scored")
+    encoders = [e.name for e in voices.encoders]
+    truth = np.asarray(truth)
+    if len(strangers):
+        trials = Trials(encoders, names, enrolled, truth, strangers, enrolled_seconds, stranger_seconds)
+    else:
+        trials = Trials.simulating_strangers(encoders, names, enrolled, truth, enrolled_seconds)
+    return trials, enrolled_side, skipped, failed
+
+
 def _sha256(path: Path) -> str:
     import hashlib
 
@@ -350,48 +425,59 @@ def _sha256(path: Path) -> str:
         return ""
 
 
-def _clips(audio: np.ndarray, seconds: float | None, label: str) -> tuple[list[np.ndarray], list[str]]:
-    """A recording whole, or cut into clips of `seconds` (the tail shorter than a clip dropped;
-    a recording shorter than one clip is one clip)."""
-    if seconds is None:
-        return [audio], [label]
+CLIP_SECONDS = (1.5, 3.0, 6.0, 12.0)  # clips cut from trial recordings at least half as long again
+CLIPS_PER_LENGTH = 2
+
+
+def _clips(audio: np.ndarray, label: str) -> list[tuple[np.ndarray, str, float]]:
+    """(audio, label, seconds) of the trials a recording gives: itself, and up to CLIPS_PER_LENGTH
+    clips of each CLIP_SECONDS length it holds half as long again, spread over it."""
     from speakerid.audio import SAMPLE_RATE
 
-    size = round(seconds * SAMPLE_RATE)
-    starts = range(0, max(1, len(audio) - size + 1), size)
-    return [audio[s : s + size] for s in starts], [f"{label} [{s / SAMPLE_RATE:g} s]" for s in starts]
+    out = [(audio, label, len(audio) / SAMPLE_RATE)]
+    for seconds in CLIP_SECONDS:
+        size = round(seconds * SAMPLE_RATE)
+        if len(audio) < 1.5 * size:
+            continue
+        starts = np.linspace(0, len(audio) - size, CLIPS_PER_LENGTH + 2)[1:-1].astype(int)
+        out += [(audio[s : s + size], f"{label} [{s / SAMPLE_RATE:.1f} s +{seconds:g} s]", seconds) for s in starts]
+    return out
 
 
-def _score_files(voices, files: list[Path], seconds: float | None, failed: list, advance, n_speakers: int) -> np.ndarray:
-    """(n, speakers, encoders) cosine scores of the files' recordings (or clips) against every reference."""
+def _score_files(voices, files: list[Path], failed: list, advance, n_speakers: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, speakers, encoders) cosine scores of the files' trials (`_clips`) against every reference, and their lengths."""
     from speakerid.errors import RegistryError
 
-    rows = []
+    rows, seconds = [], []
     for path in files:
         try:
-            clips, labels = _clips(load_audio(path), seconds, str(path))
-            for clip, label in zip(clips, labels):
+            for clip, label, length in _clips(load_audio(path), str(path)):
                 try:
                     rows.append(voices.score([clip], [label]).cosines[0])
+                    seconds.append(length)
                 except AudioError as err:
                     failed.append((label, err.reason))
         except (AudioError, RegistryError) as err:
             failed.append((str(path), getattr(err, "reason", str(err))))
         advance()
-    return np.stack(rows) if rows else np.zeros((0, n_speakers, len(voices.encoders)))
+    if not rows:
+        return np.zeros((0, n_speakers, len(voices.encoders))), np.zeros(0)
+    return np.stack(rows), np.array(seconds)
 
 
 def cross_validation_trials(names: list[str], by_speaker: dict[str, list[int]], stored: list[dict[int, np.ndarray]],
-                            held_out: set[int] | None, probes=None) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+                            held_out: set[int] | None, lengths: dict[int, float], clips=None
+                            ) -> tuple[np.ndarray, list[int], np.ndarray, list[tuple[str, str]]]:
     """Enrolled trials from enrolled recordings: each held-out recording (every recording when
     `held_out` is None) is scored, per encoder, against every speaker's reference, its own speaker's
     rebuilt from the speaker's other recordings. `stored` holds each encoder's embeddings (recording
-    id -> vector); `probes(recording id)`, when given, replaces the stored embeddings of a trial by
-    probes of its own (its clips), each a list of one vector per encoder. Returns (trials (T, S, E), truth, skipped speakers)."""
+    id -> vector) and `lengths` each recording's seconds; `clips(recording id)`, when given, adds
+    trials of its own: (one vector per encoder, seconds) for clips of it.
+    Returns (trials (T, S, E), truth, seconds (T,), skipped speakers)."""
     from speakerid.registry import reference
 
     full = [np.stack([reference(np.stack([vectors[r] for r in by_speaker[name]])) for name in names]) for vectors in stored]
-    rows, truth, skipped = [], [], []
+    rows, truth, seconds, skipped = [], [], [], []
     for column, name in enumerate(names):
         recordings = by_speaker.get(name, [])
         trials = [r for r in recordings if held_out is None or r in held_out]
@@ -402,19 +488,20 @@ def cross_validation_trials(names: list[str], by_speaker: dict[str, list[int]], 
         for trial in trials:
             others = [r for r in recordings if r != trial]
             own = [reference(np.stack([vectors[r] for r in others])) for vectors in stored]
-            for probe in (probes(trial) if probes else [[vectors[trial] for vectors in stored]]):
+            probes = [([vectors[trial] for vectors in stored], lengths[trial])] + (clips(trial) if clips else [])
+            for probe, length in probes:
                 scores = np.stack([full[k] @ probe[k] for k in range(len(stored))], axis=-1)  # (S, E)
                 scores[column] = [own[k] @ probe[k] for k in range(len(stored))]
                 rows.append(scores)
                 truth.append(column)
+                seconds.append(length)
     empty = np.zeros((0, len(names), len(stored)))
-    return (np.stack(rows) if rows else empty), truth, skipped
+    return (np.stack(rows) if rows else empty), truth, np.array(seconds), skipped
 
 
-def _registry_trials(voices, names: list[str], seconds: float | None, failed: list
-                     ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
-    """`cross_validation_trials` on a registry's recordings and stored embeddings (after `adapt`, only
-    the recordings its adapted encoder held out); with `seconds`, the trials are clips of the stored audio."""
+def _registry_trials(voices, names: list[str], failed: list) -> tuple[np.ndarray, list[int], np.ndarray, list[tuple[str, str]]]:
+    """`cross_validation_trials` on a registry's recordings, stored embeddings and clips of its stored
+    audio (after `adapt`, only the recordings its adapted encoder held out)."""
     from speakerid.registry import ADAPTED
 
     registry = voices.registry
@@ -422,18 +509,20 @@ def _registry_trials(voices, names: list[str], seconds: float | None, failed: li
     adapted = next((r for r in records if r.role == ADAPTED), None)
     held_out = None if adapted is None else set(adapted.config.get("held_out", []))
     by_speaker: dict[str, list[int]] = {}
+    lengths: dict[int, float] = {}
     for recording in registry.recordings():
         by_speaker.setdefault(recording["speaker"], []).append(recording["id"])
+        lengths[recording["id"]] = recording["seconds"]
 
-    def clips(recording: int) -> list[np.ndarray]:
+    def clips(recording: int) -> list[tuple[list[np.ndarray], float]]:
         found = []
         audio = registry.audio(recording).astype(np.float32) / 32768.0
-        for clip, label in zip(*_clips(audio, seconds, f"recording {recording}")):
+        for clip, label, length in _clips(audio, f"recording {recording}")[1:]:
             try:
-                found.append([v[0] for v in voices.embed([clip], [label]).values()])
+                found.append(([v[0] for v in voices.embed([clip], [label]).values()], length))
             except AudioError as err:
                 failed.append((label, err.reason))
         return found
 
     stored = [registry.embeddings(r.name) for r in records]
-    return cross_validation_trials(names, by_speaker, stored, held_out, clips if seconds else None)
+    return cross_validation_trials(names, by_speaker, stored, held_out, lengths, clips)

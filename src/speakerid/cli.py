@@ -431,42 +431,40 @@ def calibrate(
     registry: Path = typer.Option(..., help="Registry to calibrate (its speakers must be enrolled)."),
     model: Optional[Path] = typer.Option(None, help="The run the registry was enrolled with, if it moved."),
     far: Optional[float] = typer.Option(None, help="Share of strangers the threshold may let in (default: the balanced point)."),
-    trial_seconds: Optional[float] = typer.Option(None, help="Cut trials into clips this long (default: whole recordings)."),
     plot: Optional[Path] = typer.Option(None, help="Where to draw the figures (default: beside the registry)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Measure and report, but store nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Fit the registry's threshold (and fusion weights) on the open-set task: name the enrolled, reject strangers."""
+    """Fit the registry's thresholds (and fusion weights) on the open-set task: name the enrolled, reject strangers."""
     from speakerid.calibration import calibrate as run_calibrate
     from speakerid.progress import print_table
 
     plot = plot or registry.with_name(registry.stem + "-calibration.png")
-    result = run_calibrate(registry, data_dir, model=model, far=far, trial_seconds=trial_seconds, out=plot,
-                           store=not dry_run, progress=not quiet)
+    result = run_calibrate(registry, data_dir, model=model, far=far, out=plot, store=not dry_run, progress=not quiet)
     if as_json:
         import json
 
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     r = result.report
-    strangers = "strangers (simulated: each enrolled trial without its own speaker)" if r["strangers_simulated"] else "strangers"
+    strangers = "simulated strangers (each enrolled trial without its own speaker)" if r["strangers_simulated"] else "strangers"
     weights = ", ".join(f"{e} {w:.2f}" for e, w in r["weights"].items())
-    print_table(f"{r['speakers']} enrolled speakers ({result.enrolled_side}): {r['enrolled_trials']} enrolled and "
-                f"{r['stranger_trials']} {strangers}; encoders: {weights}", ["measure", "value", "threshold"], [
-        [f"enrolled voices named right ({r['operating_point']})", f"{r['named_right']:.1%}", f"{result.scoring.identify:.3f}"],
-        [f"{strangers} rejected", f"{r['strangers_rejected']:.1%}", ""],
-        ["closest speaker right (no threshold)", f"{r['top1']:.1%}", ""],
-        ["pairwise EER (verify)", f"{r['eer']:.2%}", f"{result.scoring.verify:.3f}"],
-        ["pairwise minDCF (p_target 0.01)", f"{r['min_dcf']:.3f}", f"{r['min_dcf_threshold']:.3f}"],
-    ])
+    typer.echo(f"{r['speakers']} enrolled speakers ({result.enrolled_side}): {r['enrolled_trials']} enrolled and "
+               f"{r['stranger_trials']} {strangers} trials, whole recordings and clips; weights: {weights}")
+    print_table(f"thresholds by length ({r['operating_point']})",
+                ["length", "enrolled trials", "named right", "stranger trials", "rejected", "identify", "verify"],
+                [[f"{g['seconds']:.1f} s", g["enrolled_trials"], f"{g['named_right']:.1%}", g["stranger_trials"],
+                  f"{g['strangers_rejected']:.1%}", f"{g['identify_threshold']:.3f}", f"{g['verify_threshold']:.3f}"]
+                 for g in r["by_length"]])
+    typer.echo(f"all trials: {r['named_right']:.1%} of enrolled voices named right, {r['strangers_rejected']:.1%} of "
+               f"{strangers} rejected; closest speaker right {r['top1']:.1%}; pairwise EER {r['eer']:.2%}, "
+               f"minDCF {r['min_dcf']:.3f}")
     for speaker, why in result.skipped:
         typer.secho(f"skipped: {speaker}: {why}", err=True, fg="yellow")
     for path, why in result.failed:
         typer.secho(f"rejected: {path}: {why}", err=True, fg="yellow")
-    stored = f"stored in {registry}" if result.stored else "not stored (--dry-run)"
-    typer.echo(f"identify threshold {result.scoring.identify:.3f}, verify threshold {result.scoring.verify:.3f}: "
-               f"{stored}; figures: {result.plot}")
+    typer.echo(f"{'stored in ' + str(registry) if result.stored else 'not stored (--dry-run)'}; figures: {result.plot}")
 
 
 @app.command("upgrade-registry")

@@ -116,28 +116,34 @@ def plot_confusion(confusion: np.ndarray, labels: list[str], out: str | Path, ti
 
 
 def plot_calibration(result, out: str | Path) -> Path:
-    """What `calibrate` measured: the open-set curve (enrolled voices named right and strangers
-    rejected against the threshold, the chosen one marked) and the pairwise DET curve."""
+    """What `calibrate` measured: per length of audio, the thresholds and the share of enrolled voices
+    named right and of strangers rejected at them; and the pairwise DET curve."""
     from speakerid.calibration import det_curve
 
     plt = _pyplot()
-    curve, report = result.curve, result.report
+    report = result.report
+    groups = report["by_length"]
     fig, (open_ax, det_ax) = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
-    thresholds = curve["thresholds"]
-    open_ax.plot(thresholds, curve["named_right"], "-", label="enrolled voices named right")
-    open_ax.plot(thresholds, curve["strangers_rejected"], "-", label="strangers rejected" +
-                 (" (simulated)" if report["strangers_simulated"] else ""))
-    chosen = thresholds[curve["chosen"]]
-    open_ax.axvline(chosen, color="grey", ls=":", lw=1)
-    open_ax.annotate(f"threshold {chosen:.3f} ({report['operating_point']}):\n{report['named_right']:.1%} named right, "
-                     f"{report['strangers_rejected']:.1%} rejected", (chosen, 0.05), fontsize=8, ha="center")
-    open_ax.set_xlabel("identification threshold (fused score)")
+    seconds = [g["seconds"] for g in groups]
+    simulated = " (simulated)" if report["strangers_simulated"] else ""
+    open_ax.plot(seconds, [g["named_right"] for g in groups], "o-", label="enrolled voices named right")
+    open_ax.plot(seconds, [g["strangers_rejected"] for g in groups], "s-", label="strangers rejected" + simulated)
+    open_ax.set_xscale("log")
+    open_ax.set_xticks(seconds, [f"{s:.1f}" for s in seconds])
+    open_ax.xaxis.set_minor_formatter("")
+    open_ax.set_xlabel("length of the audio identified (s)")
     open_ax.set_ylabel("share of trials")
     open_ax.set_ylim(0, 1.02)
     open_ax.grid(alpha=0.3)
-    open_ax.legend(fontsize=8, loc="center left")
-    open_ax.set_title(f"{report['speakers']} enrolled speakers: {report['enrolled_trials']} enrolled and "
-                      f"{report['stranger_trials']} stranger trials", fontsize=9)
+    threshold_ax = open_ax.twinx()
+    threshold_ax.plot(seconds, [g["identify_threshold"] for g in groups], "^:", color="grey", label="threshold")
+    threshold_ax.set_ylabel("identification threshold (fused score)", color="grey")
+    lines = open_ax.get_legend_handles_labels()
+    more = threshold_ax.get_legend_handles_labels()
+    open_ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower right")
+    open_ax.set_title(f"{report['speakers']} enrolled speakers, {report['enrolled_trials']} enrolled and "
+                      f"{report['stranger_trials']} stranger trials ({report['operating_point']})", fontsize=9)
+    curve = result.curve
     _, far, frr = det_curve(curve["targets"], curve["nontargets"])
     marks = {f"EER {report['eer']:.2%} (threshold {report['eer_threshold']:.3f})": (report["eer"], report["eer"])}
     _draw_det(det_ax, far, frr, marks, f"pairwise verification, {' + '.join(result.encoders)}")

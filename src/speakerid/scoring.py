@@ -13,7 +13,8 @@ trials, so that fused scores live on the base encoder's cosine scale: strangers 
 would with the base encoder alone. With one encoder the fused score is its cosine, unchanged.
 The statistics and weights are fitted by `calibrate` (or, provisionally, by `adapt`).
 
-Which threshold decides, first found wins: the one passed in ("given"); the registry's
+Thresholds depend on how long the scored audio is (`Scoring.decision(..., seconds)`): calibration
+measures them on trials of several lengths. Which threshold decides, first found wins: the one passed in ("given"); the registry's
 calibrated one ("calibrated"); the provisional one `adapt` measured without strangers
 ("adapt (uncalibrated)"); the base encoder's default ("default (uncalibrated)"); else none
 ("none": identify still ranks the speakers but cannot tell an enrolled voice from a stranger).
@@ -29,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Fusion", "Scoring", "Decision", "scoring_for"]
+__all__ = ["Fusion", "Scoring", "Decision", "scoring_for", "interpolate"]
 
 GIVEN, CALIBRATED, ADAPT, DEFAULT, NONE = "given", "calibrated", "adapt (uncalibrated)", "default (uncalibrated)", "none"
 
@@ -90,32 +91,49 @@ class Decision:
         return None if self.value is None else bool(score >= self.value)
 
 
+Points = list[tuple[float, float]]  # (seconds, threshold), by length
+
+
+def interpolate(points: Points, seconds: float) -> float:
+    """The threshold for audio `seconds` long: linear in log(seconds) between the points, flat beyond them."""
+    lengths = np.log([max(p[0], 1e-3) for p in points])
+    return float(np.interp(np.log(max(seconds, 1e-3)), lengths, [p[1] for p in points]))
+
+
 @dataclass(frozen=True)
 class Scoring:
-    """A registry's fusion and its two thresholds, as `calibrate` or `adapt` stored them."""
+    """A registry's fusion and its thresholds, as `calibrate` or `adapt` stored them.
+
+    Thresholds are (seconds, threshold) points measured on trials of those lengths: a decision
+    about audio of another length interpolates between them (scores fall as audio gets shorter).
+    """
 
     fusion: Fusion
-    identify: float | None
-    verify: float | None
+    identify: Points | None
+    verify: Points | None
     source: str  # CALIBRATED or ADAPT
     details: dict  # what the thresholds were measured on (for reports and /health)
 
     def to_dict(self) -> dict:
-        return {"encoders": list(self.fusion.encoders), "fusion": self.fusion.to_dict(), "identify": self.identify,
-                "verify": self.verify, "source": self.source, "details": self.details}
+        return {"encoders": list(self.fusion.encoders), "fusion": self.fusion.to_dict(),
+                "identify": self.identify and [list(p) for p in self.identify],
+                "verify": self.verify and [list(p) for p in self.verify], "source": self.source, "details": self.details}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Scoring":
-        return cls(Fusion.from_dict(values["fusion"]), values.get("identify"), values.get("verify"), values["source"],
-                   values.get("details", {}))
+        points = lambda v: None if v is None else [tuple(p) for p in v]
+        return cls(Fusion.from_dict(values["fusion"]), points(values.get("identify")), points(values.get("verify")),
+                   values["source"], values.get("details", {}))
 
-    def decision(self, task: str, given: float | None = None, default: float | None = None) -> Decision:
-        """The threshold for `task` ("identify" or "verify") by the precedence in the module's docstring."""
+    def decision(self, task: str, given: float | None = None, default: float | None = None,
+                 seconds: float = 10.0) -> Decision:
+        """The threshold for `task` ("identify" or "verify") about audio `seconds` long, by the
+        precedence in the module's docstring."""
         if given is not None:
             return Decision(float(given), GIVEN)
-        value = self.identify if task == "identify" else self.verify
-        if value is not None:
-            return Decision(float(value), self.source)
+        points = self.identify if task == "identify" else self.verify
+        if points:
+            return Decision(interpolate(points, seconds), self.source)
         if default is not None and len(self.fusion.encoders) == 1:
             return Decision(float(default), DEFAULT)
         return Decision(None, NONE)

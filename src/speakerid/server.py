@@ -259,16 +259,17 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
     @app.get("/health", summary="The encoder, how many speakers are enrolled, and the decision threshold")
     def health() -> dict:
         scoring = voices.scoring
-        identify = scoring.decision("identify", None, voices.encoder.default_threshold)
-        verify = scoring.decision("verify", None, voices.encoder.default_threshold)
+        default = voices.encoder.default_threshold
+        calibrated = scoring.identify is not None
+        source = scoring.source if calibrated else scoring.decision("identify", None, default).source
         return {
             "status": "ok",
             "version": __version__,
             "encoders": list(scoring.fusion.encoders) if voices.registry.encoders() else [voices.encoder.name],
             "speakers": len(voices.speakers()),
-            "threshold": identify.value,
-            "threshold_source": identify.source,
-            "verify_threshold": verify.value,
+            # (seconds, threshold) by length of audio; one threshold for any length is [null, value]
+            "thresholds": scoring.identify if calibrated else ([[None, default]] if default is not None else []),
+            "threshold_source": source,
             "scoring": scoring.details,
             "token_required": token is not None,
             "max_bytes": max_bytes,

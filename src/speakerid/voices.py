@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from speakerid.audio import decode_audio, load_audio
+from speakerid.audio import SAMPLE_RATE, decode_audio, load_audio
 from speakerid.corpus import scan
 from speakerid.errors import AudioError, RegistryError
 from speakerid.registry import ADAPTED, UNKNOWN, Enrollment, Registry, check_name
@@ -60,13 +60,14 @@ class OpenSetAnswer:
     speaker: str
     score: float
     known: bool | None
-    threshold: float | None
+    threshold: float | None  # for audio of this length
     threshold_source: str
     encoders: list[str]
     ranking: list[tuple[str, float, dict[str, float]]]
+    seconds: float
 
     def to_dict(self) -> dict:
-        return {"speaker": self.speaker, "score": round(self.score, 6), "known": self.known,
+        return {"speaker": self.speaker, "score": round(self.score, 6), "known": self.known, "seconds": round(self.seconds, 3),
                 "threshold": self.threshold, "threshold_source": self.threshold_source, "encoders": self.encoders,
                 "ranking": [{"speaker": s, "score": round(v, 6), "scores": {e: round(c, 6) for e, c in per.items()}}
                             for s, v, per in self.ranking]}
@@ -361,10 +362,11 @@ class VoiceRegistry:
         recording's chunks into one embedding, which is scored against every reference.
         """
         samples, label = _input(audio)
-        return self.rank(self.embed([samples], [label]), top_k, threshold)
+        return self.rank(self.embed([samples], [label]), len(samples) / SAMPLE_RATE, top_k, threshold)
 
-    def rank(self, embedded: dict[str, np.ndarray], top_k: int = 3, threshold: float | None = None) -> OpenSetAnswer:
-        """The open-set answer for one recording's embeddings (encoder name -> (1, dim))."""
+    def rank(self, embedded: dict[str, np.ndarray], seconds: float, top_k: int = 3,
+             threshold: float | None = None) -> OpenSetAnswer:
+        """The open-set answer for the embeddings (encoder name -> (1, dim)) of one recording `seconds` long."""
         refs = self._snapshot()
         if not refs.names:
             raise RegistryError(f"{self.registry.path} has no enrolled speakers; enroll some first (speakerid enroll)")
@@ -376,13 +378,14 @@ class VoiceRegistry:
         k = min(max(1, top_k), len(fused))
         order = np.argsort(-fused, kind="stable")[:k]
         best = float(fused[order[0]])
-        decision = refs.scoring.decision("identify", threshold, self.encoder.default_threshold)
+        decision = refs.scoring.decision("identify", threshold, self.encoder.default_threshold, seconds)
         known = decision.accepts(best)
         return OpenSetAnswer(
             speaker=UNKNOWN if known is False else refs.names[candidates[order[0]]], score=best, known=known,
             threshold=decision.value, threshold_source=decision.source, encoders=list(refs.encoders),
             ranking=[(refs.names[candidates[i]], float(fused[i]), dict(zip(refs.encoders, map(float, cosines[i]))))
                      for i in order],
+            seconds=seconds,
         )
 
     def verify(self, a: str | Path | np.ndarray, b: str | Path | np.ndarray, threshold: float | None = None) -> Verification:
@@ -392,7 +395,8 @@ class VoiceRegistry:
         embedded = self.embed([audio_a, audio_b], [label_a, label_b])
         cosines = np.array([float(v[0] @ v[1]) for v in embedded.values()])
         fused = float(scoring.fusion.fuse(cosines)) if tuple(embedded) == scoring.fusion.encoders else float(cosines[0])
-        decision = scoring.decision("verify", threshold, self.encoder.default_threshold)
+        seconds = min(len(audio_a), len(audio_b)) / SAMPLE_RATE
+        decision = scoring.decision("verify", threshold, self.encoder.default_threshold, seconds)
         return Verification(fused, decision.accepts(fused), decision.value, decision.source, dict(zip(embedded, cosines)))
 
     # ------------------------------------------------------------ passthroughs
@@ -436,5 +440,5 @@ def verify(a: str | Path | np.ndarray, b: str | Path | np.ndarray, model: str | 
     (audio_a, label_a), (audio_b, label_b) = _input(a), _input(b)
     vectors = encoder.embed_many([audio_a, audio_b], [label_a, label_b])
     score = float(vectors[0] @ vectors[1])
-    decision = scoring_for(None, [encoder.name]).decision("verify", threshold, encoder.default_threshold)
+    decision = scoring_for(None, [encoder.name]).decision("verify", threshold, encoder.default_threshold)  # one default: no length
     return Verification(score, decision.accepts(score), decision.value, decision.source, {encoder.name: score})
