@@ -22,6 +22,7 @@ import numpy as np
 
 from speakerid.audio import SAMPLE_RATE, load_audio
 from speakerid.corpus import scan
+from speakerid.der import Turn
 from speakerid.errors import CorpusError
 
 __all__ = ["Turn", "Meeting", "MeetingPlan", "plan_meetings", "build_meeting", "trim_silence"]
@@ -29,15 +30,6 @@ __all__ = ["Turn", "Meeting", "MeetingPlan", "plan_meetings", "build_meeting", "
 TRIM_DB = 35.0
 TRIM_FRAME = 320  # 20 ms at 16 kHz
 SPEECH_DBFS = -26.0  # every utterance's level before the speaker's own gain
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One speaker speaking from `start` to `end` seconds."""
-
-    start: float
-    end: float
-    speaker: str
 
 
 @dataclass
