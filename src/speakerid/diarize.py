@@ -49,7 +49,9 @@ class DiarizeConfig:
     window: float = 2.5  # seconds of audio per embedding
     hop: float = 0.5  # seconds between window starts
     min_window: float = 0.5  # speech regions shorter than this are left unlabelled
-    cluster_threshold: float = 0.4  # cosine distance at which clustering stops merging
+    cluster_threshold: float = 0.3  # cosine distance at which clustering stops merging (it over-splits a little)
+    stranger_threshold: float = 0.45  # unnamed clusters closer than this (cosine distance of their means) are one stranger
+    min_stranger_seconds: float = 4.0  # a stranger with less speech joins the closest voice
     min_cluster_windows: int = 2  # smaller clusters join the nearest larger one
     frame: float = 0.1  # seconds per label decision
     switch_penalty: float = 0.3  # summed frame score a change of speaker must win back
@@ -203,6 +205,7 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeCo
         top = int(np.argmax(group))
         best[c] = (scored.names[top], float(group[top]))
         names[c] = scored.names[top] if scored.decide(float(group[top])) is not False else None
+    clusters, big = _join_strangers(scored, clusters, big, names, config)
     labels = np.empty(len(clusters), dtype=object)
     info: dict[str, dict] = {}
     strangers = 0
@@ -217,6 +220,29 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeCo
             entry["score"] = round(max(score, entry["score"] if entry["score"] is not None else -1.0), 4)
         labels[clusters == c] = label
     return labels, info
+
+
+def _join_strangers(scored: WindowScores, clusters: np.ndarray, big: list[int], names: dict, config: DiarizeConfig):
+    """Clustering cut fine splits a voice nobody enrolled into pieces: unnamed clusters whose means are closer than
+    stranger_threshold merge (closest first), then those with under min_stranger_seconds of windows join the closest voice."""
+    clusters = clusters.copy()
+    mean = lambda c: unit(scored.embeddings[clusters == c].mean(axis=0))
+    while True:
+        unnamed = [c for c in big if names[c] is None]
+        pairs = [(1 - float(mean(a) @ mean(b)), a, b) for i, a in enumerate(unnamed) for b in unnamed[i + 1 :]]
+        if not pairs or min(pairs)[0] >= config.stranger_threshold:
+            break
+        _, keep, gone = min(pairs)
+        clusters[clusters == gone] = keep
+        big.remove(gone)
+    per_window = config.hop  # windows overlap: each adds about one hop of speech
+    for c in [c for c in big if names[c] is None]:
+        others = [o for o in big if o != c]
+        if others and np.sum(clusters == c) * per_window < config.min_stranger_seconds:
+            closest = max(others, key=lambda o: float(mean(c) @ mean(o)))
+            clusters[clusters == c] = closest
+            big.remove(c)
+    return clusters, big
 
 
 def _turns(spans, scored: WindowScores, labels: np.ndarray, info: dict, regions, config: DiarizeConfig) -> list[Turn]:
