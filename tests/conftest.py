@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 DSP20 = DATA / "dsp20"
 FSDD = DATA / "fsdd"
+SO125 = DATA / "so125"
 
 
 def _require(path: Path) -> Path:
@@ -29,6 +30,11 @@ def dsp20() -> Path:
 @pytest.fixture(scope="session")
 def fsdd() -> Path:
     return _require(FSDD)
+
+
+@pytest.fixture(scope="session")
+def so125() -> Path:
+    return _require(SO125)
 
 
 def link_subset(source: Path, dest: Path, speakers: int, per_speaker: int | None = None, pattern: str = "*") -> Path:
@@ -69,3 +75,11 @@ def live_server(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def fixed_threshold(voices, value: float) -> dict:
+    """A registry scoring with one threshold for every length of audio (a stand-in for `calibrate`)."""
+    from speakerid.scoring import Fusion, Scoring
+
+    encoders = [e.name for e in voices.encoders]
+    return Scoring(Fusion.single(encoders[0]), [(10.0, value)], [(10.0, value)], "calibrated", {}).to_dict()

@@ -42,6 +42,8 @@ _EXPORTS = {
     "create_app": "speakerid.server",
     "serve": "speakerid.server",
     "demo": "speakerid.demo",
+    "diarize": "speakerid.diarize",
+    "speech_regions": "speakerid.vad",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -534,6 +534,54 @@ def speakers_remove(name: str, registry: Path = typer.Option(..., help="Registry
     typer.echo(f"removed {name}")
 
 
+# --- diarize (issue 9) ---------------------------------------------------------------------------
+
+
+@app.command()
+def diarize(
+    files: list[Path] = typer.Argument(..., help="Recordings (meetings, calls)."),
+    registry: Path = typer.Option(..., help="Registry whose enrolled speakers get their names; others are unknown-N."),
+    model: Optional[Path] = typer.Option(None, help="The run whose embeddings the registry holds (default: the registry's)."),
+    threshold: Optional[float] = typer.Option(None, help="Cosine threshold that names a voice (default: the calibrated one)."),
+    reference: Optional[Path] = typer.Option(None, help="RTTM with the true turns: print DER and the named error."),
+    rttm: Optional[Path] = typer.Option(None, help="Write the turns here as RTTM."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here as JSON."),
+    plot: Optional[Path] = typer.Option(None, help="Draw the timeline here (PNG)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Who spoke when: turns with enrolled names, and unknown-1, unknown-2, ... for the voices nobody enrolled."""
+    from speakerid.diarize import diarize as run_diarize
+    from speakerid.progress import print_table
+
+    report = run_diarize(registry, files, model=model, threshold=threshold, reference=reference, rttm=rttm,
+                         json_out=json_out, plot=plot, device=device, progress=not quiet)
+    for result in report.recordings:
+        source = f"threshold {result.threshold:.3f}, {result.threshold_source}" if result.threshold is not None else "no threshold"
+        print_table(f"{result.file}: {result.seconds:.1f} s, {result.speech_seconds:.1f} s of speech, "
+                    f"{len(result.speakers)} speakers ({source})", ["start", "end", "speaker", "score"],
+                    [[f"{t.start:.2f}", f"{t.end:.2f}", t.speaker, f"{t.score:.2f}"] for t in result.turns])
+        for note in result.notes:
+            typer.secho(f"note: {result.file}: {note}", err=True)
+    if report.scores is not None:
+        s = report.scores
+        rate = lambda part: f"{part:.1%}"
+        print_table(f"against {reference} ({len(s['files'])} recordings)",
+                    ["measure", "error", "missed", "false alarm", "confusion"],
+                    [[name, rate(s[key]["error"]), rate(s[key]["missed"]), rate(s[key]["false_alarm"]), rate(s[key]["confusion"])]
+                     for name, key in (("DER", "der"), ("DER, 0.25-s collar", "der_collar"),
+                                       ("named error", "named"), ("named error, 0.25-s collar", "named_collar"))])
+    for kind, where in report.written.items():
+        typer.echo(f"wrote {kind}: {where}")
+    for path, why in report.failed:
+        typer.secho(f"rejected: {path}: {why}", err=True, fg="yellow")
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL if report.recordings else EXIT_ERROR)
+
+
+# --- end of diarize --------------------------------------------------------------------------------
+
+
 @app.command()
 def serve(
     registry: Path = typer.Option(..., help="Registry file (SQLite), created if missing."),

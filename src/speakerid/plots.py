@@ -179,3 +179,34 @@ def _draw_det(ax, far: np.ndarray, frr: np.ndarray, marks: dict[str, tuple[float
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title(title, fontsize=9)
+
+
+# --- diarization (diarize) -----------------------------------------------------------------------
+
+
+def plot_timeline(recordings: list, out: str | Path) -> Path:
+    """Who spoke when: one row of coloured bars per speaker, a panel per recording (speakerid.diarize.Diarization)."""
+    plt = _pyplot()
+    labels = sorted({t.speaker for r in recordings for t in r.turns}, key=lambda s: (s.startswith("unknown-"), s))
+    colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    rows = [max(1, len({t.speaker for t in r.turns})) for r in recordings]
+    fig, axes = plt.subplots(len(recordings), 1, figsize=(10, 0.9 + 0.45 * sum(rows) + 0.5 * len(recordings)),
+                             constrained_layout=True, squeeze=False)
+    for ax, result in zip(axes[:, 0], recordings):
+        speakers = sorted({t.speaker for t in result.turns}, key=lambda s: (s.startswith("unknown-"), s))
+        for row, speaker in enumerate(speakers):
+            bars = [(t.start, t.end - t.start) for t in result.turns if t.speaker == speaker]
+            ax.broken_barh(bars, (row - 0.4, 0.8), color=colours[speaker])
+        ax.set_yticks(range(len(speakers)), speakers, fontsize=8)
+        ax.set_ylim(-0.6, max(len(speakers), 1) - 0.4)
+        ax.set_xlim(0, max(result.seconds, 1e-3))
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(f"{Path(result.file).name}: {len(speakers)} speakers" + ("" if result.turns else " (no speech found)"),
+                     fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("seconds")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

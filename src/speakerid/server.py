@@ -1,6 +1,6 @@
 """server: speakerid over HTTP, with a small web page.
 
-Endpoints: `POST /identify`, `POST /verify`, `POST /enroll`, `GET /speakers`,
+Endpoints: `POST /identify`, `POST /verify`, `POST /enroll`, `POST /diarize`, `GET /speakers`,
 `DELETE /speakers/{name}`, `GET /health`, the page at `GET /` and the API's description at
 `GET /openapi.json` (no /docs or /redoc: they load their JavaScript from a CDN).
 
@@ -317,6 +317,22 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
         if total.failed and not (total.added or total.skipped):
             raise ApiError(422, "bad audio", "; ".join(f"{source}: {reason}" for source, reason in total.failed))
         return total.to_dict()
+
+    # ------------------------------------------------------------ diarize (issue 9)
+
+    @app.post("/diarize", summary="Who spoke when: turns with enrolled names, unknown-N for the others",
+              responses=_errors(400, 413, 415, 422))
+    def diarize(file: Upload) -> dict:
+        from speakerid.diarize import diarize_audio
+
+        data, source = read(file)
+        audio = decode(data, source)
+        header = _header(data)
+        with _labelled(source):
+            result = diarize_audio(voices, audio, source, channels=header[2] if header else 1)
+        return result.to_dict()
+
+    # ------------------------------------------------------------ end of diarize
 
     @app.get("/speakers", summary="The enrolled speakers")
     def speakers() -> dict:

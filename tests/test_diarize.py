@@ -1,0 +1,99 @@
+"""Diarization on a real mixed meeting (so125 voices, two enrolled and a stranger), and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import fixed_threshold
+import soundfile as sf
+
+from speakerid.audio import SAMPLE_RATE, write_wav
+from speakerid.der import diarization_error, named_error, read_rttm, write_rttm
+from speakerid.diarize import DiarizeConfig, diarize, diarize_audio, windows_in
+from speakerid.errors import SpeakerIdError
+from speakerid.meetings import build_meeting, plan_meetings
+from speakerid.voices import VoiceRegistry
+
+
+@pytest.fixture(scope="module")
+def meeting(so125, tmp_path_factory):
+    """A ~90-s meeting of 2 enrolled so125 speakers (other sentences enrolled) and 1 stranger, with its files."""
+    root = tmp_path_factory.mktemp("meeting")
+    enrollment, [plan] = plan_meetings(so125, 1, enrolled=2, strangers=1, seed=3)
+    mixed = build_meeting(plan)
+    voices = VoiceRegistry(root / "voices.db")
+    for speaker, files in enrollment.items():
+        voices.enroll(speaker, files)
+    voices.registry.set_scoring(fixed_threshold(voices, 0.8))  # about what calibrating on 14-s so125 recordings gives
+    write_wav(root / "meeting.wav", mixed.audio)
+    write_rttm(root / "truth.rttm", {"meeting": mixed.turns})
+    yield root, voices, mixed
+    voices.close()
+
+
+def test_meeting_gets_names_and_a_stranger(meeting):
+    root, voices, mixed = meeting
+    result = diarize_audio(voices, mixed.audio, "meeting.wav")
+    labels = {t.speaker for t in result.turns}
+    assert set(mixed.enrolled) <= labels, labels
+    assert any(label.startswith("unknown-") for label in labels), labels
+    assert diarization_error(mixed.turns, result.turns, collar=0.25).error < 0.25
+    assert named_error(mixed.turns, result.turns, mixed.enrolled, collar=0.25).error < 0.3
+    turns = sorted(result.turns, key=lambda t: t.start)
+    assert all(t.end > t.start for t in turns)
+    # smoothing: no flicker of sub-second turns between speakers
+    assert np.median([t.end - t.start for t in turns]) > 1.0
+    assert {s["speaker"] for s in result.speakers} == labels
+
+
+def test_nobody_enrolled_everyone_unknown(meeting, tmp_path):
+    _, _, mixed = meeting
+    empty = VoiceRegistry(tmp_path / "empty.db")
+    result = diarize_audio(empty, mixed.audio[: 40 * SAMPLE_RATE])
+    assert result.turns and all(t.speaker.startswith("unknown-") for t in result.turns)
+    assert "nobody is enrolled" in " ".join(result.notes)
+    empty.close()
+
+
+def test_no_speech_and_one_speaker(meeting):
+    _, voices, mixed = meeting
+    silence = (np.random.default_rng(0).standard_normal(10 * SAMPLE_RATE) * 1e-3).astype(np.float32)
+    result = diarize_audio(voices, silence)
+    assert result.turns == [] and result.notes[-1] == "no speech found"
+    first = mixed.turns[0]
+    alone = mixed.audio[: int((first.end + 0.3) * SAMPLE_RATE)]
+    single = diarize_audio(voices, alone)
+    expected = first.speaker if first.speaker in mixed.enrolled else "unknown-1"
+    assert {t.speaker for t in single.turns} == {expected}
+
+
+def test_windows_cover_regions():
+    config = DiarizeConfig(window=2.0, hop=0.5, min_window=0.5)
+    spans = windows_in([(0.0, 0.3), (1.0, 2.0), (3.0, 6.2)], config)
+    assert spans[0] == (1.0, 2.0)
+    assert spans[1][0] == 3.0 and spans[-1][1] == pytest.approx(6.2)
+    assert all(b - a == pytest.approx(2.0) for a, b in spans[1:])
+
+
+def test_files_outputs_reference_and_bad_input(meeting, tmp_path):
+    root, voices, mixed = meeting
+    stereo = tmp_path / "call.wav"
+    sf.write(stereo, np.stack([mixed.audio[: 30 * SAMPLE_RATE]] * 2, axis=1), SAMPLE_RATE)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes((root / "meeting.wav").read_bytes()[:30])
+    report = diarize(voices.registry.path, [root / "meeting.wav", stereo, broken], reference=root / "truth.rttm",
+                     rttm=tmp_path / "out.rttm", json_out=tmp_path / "out.json", plot=tmp_path / "timeline.png",
+                     progress=False)
+    assert [r.file for r in report.recordings] == [str(root / "meeting.wav"), str(stereo)]
+    assert report.failed and report.failed[0][0] == str(broken)
+    assert "2 channels mixed down" in report.recordings[1].notes[0]
+    assert report.scores["files"] == [str(root / "meeting.wav")]
+    assert report.scores["der_collar"]["error"] <= report.scores["der"]["error"]
+    written = read_rttm(tmp_path / "out.rttm")
+    assert set(written) == {"meeting", "call"} and len(written["meeting"]) == len(report.recordings[0].turns)
+    assert json.loads((tmp_path / "out.json").read_text())["recordings"][0]["turns"][0]["speaker"]
+    assert (tmp_path / "timeline.png").stat().st_size > 5000
+    with pytest.raises(SpeakerIdError, match="no turns for"):
+        diarize(voices.registry.path, [stereo], reference=root / "truth.rttm", progress=False)
