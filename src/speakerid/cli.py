@@ -150,11 +150,12 @@ def export_chunks(
 @app.command("export-images")
 def export_images(
     corpus: Path = typer.Argument(..., help="A corpus made by `speakerid prepare`."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for OUT/<split>/<speaker>/<recording>_<k>.png."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for OUT/<split>/<speaker>/<recording>_<k>.jpg."),
     n_mfcc: int = typer.Option(40, help="Number of MFCC coefficients."),
     size: int = typer.Option(300, help="Image width and height in pixels."),
-    image_format: str = typer.Option("png", "--format", help="'png' (lossless) or 'jpg'."),
+    image_format: str = typer.Option("jpg", "--format", help="'jpg' (quality 95, as the original recipe) or 'png' (lossless)."),
     split: Optional[str] = typer.Option(None, help="Only this split (train, validation, test)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Threads making and encoding pictures (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Write each chunk's MFCC as a size x size RGB image (the ResNet50 recipe's input). Resumes; never overwrites."""
@@ -163,7 +164,7 @@ def export_images(
     from speakerid.features import FeatureConfig
 
     written = run_export(Corpus.open(corpus), out, FeatureConfig(n_mfcc=n_mfcc), size=size,
-                         image_format=image_format, split=split, progress=not quiet)
+                         image_format=image_format, split=split, workers=workers, progress=not quiet)
     typer.echo(f"wrote {written} images to {out}")
 
 
