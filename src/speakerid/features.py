@@ -202,7 +202,7 @@ class Frontend(torch.nn.Module):
         if wave.shape[1] == 0 or self.config.n_frames(wave.shape[1]) == 0:
             raise ValueError(f"{wave.shape[1]} samples make no frame with n_fft={self.config.n_fft}, center={self.config.center}")
         with _full_precision(wave.device):
-            if wave.device.type != "cpu":
+            if wave.device.type != "cpu" or torch.compiler.is_exporting():
                 return self._features(_as_float(wave, self.compute_dtype))
             # On CPU, work in blocks of ~16 s of audio that stay in the CPU cache, converting int16 block by
             # block: 19 % faster than converting the batch up front (benchmarks/bench_features.py).
