@@ -170,3 +170,18 @@ def test_serve_scores_a_trained_run_with_onnx(run_dir, dsp20, tmp_path):
     assert all(abs(scores["torch"][s] - scores["onnx"][s]) < 1e-4 for s in scores["torch"])
     with pytest.raises(ModelError, match="--model RUN"):
         create_app(tmp_path / "ge2e.db", device="cpu", engine="onnx")
+
+
+@pytest.mark.parametrize("features", [FeatureConfig(), FeatureConfig(n_fft=512, win_length=400, pad_mode="reflect"),
+                                      FeatureConfig(center=False, hop_length=100)])
+def test_the_exported_dft_equals_torch_stft(features, speech):
+    """Exported graphs compute the STFT as a convolution with the windowed DFT basis (onnxruntime's STFT is slow)."""
+    from speakerid.features import Frontend
+
+    frontend = Frontend(features)
+    x = speech.float() / 32768
+    spec = torch.stft(x, features.n_fft, features.hop_length, window=frontend.window, center=features.center,
+                      pad_mode=features.pad_mode, return_complex=True).transpose(1, 2)
+    real, imaginary = frontend._dft(x)
+    scale = spec.abs().max()
+    assert (real - spec.real).abs().max() < 1e-5 * scale and (imaginary - spec.imag).abs().max() < 1e-5 * scale
