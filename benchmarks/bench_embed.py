@@ -16,6 +16,7 @@ Data: ../shared/data/dsp20 (whole ~41-s takes) and so125 (read sentences of 2-20
 
     OMP_NUM_THREADS=1 python benchmarks/bench_embed.py            # 3 repeats, medians
     python benchmarks/bench_embed.py --batch-sizes                 # partials per LSTM batch, one thread
+    python benchmarks/bench_embed.py --skip threads                # without the multi-threaded Resemblyzer run
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def timed(run, threads: int) -> tuple[float, float, np.ndarray]:
     return time.perf_counter() - wall, time.process_time() - cpu, vectors
 
 
-def bench(name: str, files: list[Path], repeat: int) -> list[str]:
+def bench(name: str, files: list[Path], repeat: int, skip: set[str]) -> list[str]:
     from speakerid.audio import load_audio
     from speakerid.embedding import embed_files
     from speakerid.encoders import Ge2eEncoder
@@ -86,6 +87,7 @@ def bench(name: str, files: list[Path], repeat: int) -> list[str]:
         "speakerid embed, 1 thread": (lambda: np.stack([encoder.embed(load_audio(f), str(f)) for f in files]), 1),
         f"speakerid embed_files, {CORES} workers": (lambda: np.stack([r.vector for r in embed_files(encoder, files)]), 1),
     }
+    contenders = {c: v for c, v in contenders.items() if not any(word in c for word in skip)}
     theirs()  # warm up (librosa's first calls, allocator)
     runs: dict[str, list[tuple[float, float]]] = {c: [] for c in contenders}
     vectors: dict[str, np.ndarray] = {}
@@ -131,13 +133,16 @@ def main() -> None:
     parser.add_argument("--dsp20", type=int, default=40, help="dsp20 takes to embed")
     parser.add_argument("--so125", type=int, default=240, help="so125 sentences to embed")
     parser.add_argument("--batch-sizes", action="store_true", help="only time the LSTM per batch size")
+    parser.add_argument("--skip", default="", help="leave out contenders whose label holds one of these words, e.g. 'threads'"
+                        " (torch's multi-threaded runs collapse on a busy machine)")
     args = parser.parse_args()
     dsp20 = sorted((DATA / "dsp20").glob("*/*.flac"))[: args.dsp20]
     so125 = sorted((DATA / "so125").glob("*/*.flac"))[: args.so125]
     if args.batch_sizes:
         return batch_sizes(dsp20[:10])
     print(f"machine: {CORES} cores, no GPU used, torch {torch.__version__}; medians of {args.repeat} runs")
-    rows = bench("dsp20", dsp20, args.repeat) + bench("so125", so125, args.repeat)
+    skip = set(filter(None, args.skip.split(",")))
+    rows = bench("dsp20", dsp20, args.repeat, skip) + bench("so125", so125, args.repeat, skip)
     print("\n| data | contender | files | audio h | wall s | CPU s | audio-h per min | speed vs resemblyzer 1 thread | max abs diff |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))

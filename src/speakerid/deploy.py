@@ -28,11 +28,10 @@ from torch import nn
 from speakerid.audio import to_int16
 from speakerid.errors import ModelError
 from speakerid.models import SpeakerModel
-from speakerid.rundir import WEIGHTS_FILE, Run, load_run
+from speakerid.rundir import ONNX_FILE, WEIGHTS_FILE, Run, load_run
 
 __all__ = ["export_onnx", "export_run", "OnnxModel", "use_engine", "ONNX_FILE", "ENGINES"]
 
-ONNX_FILE = "model.onnx"  # where a run's export is kept (written by export_run, reused by --engine onnx)
 FORMAT = "speakerid-onnx/1"
 OPSET = 18
 ENGINES = ("torch", "onnx")
