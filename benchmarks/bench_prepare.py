@@ -8,6 +8,10 @@ Contenders, side by side in one run, each in its own process (so its peak memory
   original, native rate   the same, read back with `librosa.load(chunk, sr=None)`: no resampling
   speakerid  `speakerid.prepare` (decode once into a cache, chunk views, split) + the MFCC
              frontend over every chunk, in batches
+  speakerid + images jpg / png   `prepare` + `export-images` (what the original's JPGs are for):
+             pictures made in batches and encoded in threads, one per core
+  ... 1 worker               the same in one thread (what export-images did before)
+  ... processes              the same work in a process pool instead of threads (one per core)
 
 Data: ../shared/data/dsp20 (20 speakers x 5 FLAC takes, 68 min), and with --scale a synthetic
 corpus of the seed's size (50 speakers x 60 one-minute WAV files = 50 h, generated once into
@@ -17,6 +21,7 @@ the clock, and FLAC is decoded with libsndfile (the recipe's pydub would need ff
 
     python benchmarks/bench_prepare.py                 # dsp20, 3 repeats
     python benchmarks/bench_prepare.py --scale         # and the 50-hour corpus
+    python benchmarks/bench_prepare.py --contenders original,images-jpg,images-png,images-jpg-1,images-jpg-proc
 """
 
 from __future__ import annotations
@@ -113,11 +118,50 @@ def run_speakerid(data: Path, work: Path) -> dict:
             "audio_seconds": result.summary["minutes"] * 60, "chunks": n, "mfcc_frames": frames}
 
 
+def run_images(data: Path, work: Path, image_format: str, workers: int | None, processes: bool) -> dict:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from speakerid.corpus import Corpus, PrepareConfig, prepare
+    from speakerid.export import _plan, export_images
+
+    started = time.perf_counter()
+    result = prepare(data, work / "corpus", PrepareConfig(chunk_seconds=CHUNK_SECONDS), progress=False)
+    prepared = time.perf_counter() - started
+    corpus = Corpus.open(work / "corpus")
+    if processes:
+        todo = _plan(corpus, work / "images", image_format, None)
+        batches = [todo[first : first + 32] for first in range(0, len(todo), 32)]
+        cores = os.cpu_count() or 1
+        with ProcessPoolExecutor(cores) as pool:  # forked before torch ran anything: safe
+            written = sum(pool.map(_image_batches, [(str(corpus.path), batches[k::cores], image_format) for k in range(cores)]))
+    else:
+        written = export_images(corpus, work / "images", image_format=image_format, workers=workers, progress=False)
+    return {"seconds": time.perf_counter() - started, "prepare_seconds": prepared,
+            "audio_seconds": result.summary["minutes"] * 60, "chunks": written}
+
+
+def _image_batches(job) -> int:
+    """One worker process of the process-pool contender: its share of the batches, one torch thread."""
+    import torch
+
+    from speakerid.corpus import Corpus
+    from speakerid.export import _write_images
+    from speakerid.features import FeatureConfig, MfccImage
+
+    torch.set_num_threads(1)
+    path, batches, image_format = job
+    corpus, to_image = Corpus.open(path), MfccImage(FeatureConfig(), size=300)
+    return sum(_write_images(corpus, to_image, batch, image_format) for batch in batches)
+
+
 def child(args) -> None:
     work = Path(args.work)
     if args.contender.startswith("original"):
         files = [Path(f) for f in json.loads(Path(args.files).read_text())]
         out = run_original(files, work, native_rate=args.contender == "original-native")
+    elif args.contender.startswith("images-"):
+        _, image_format, *variant = args.contender.split("-")
+        out = run_images(Path(args.data), work, image_format, 1 if variant == ["1"] else None, variant == ["proc"])
     else:
         out = run_speakerid(Path(args.data), work)
     print(json.dumps(out))
@@ -160,32 +204,43 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {gpu}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
-def bench(name: str, data: Path, sample: int | None, repeat: int) -> list[str]:
+LABELS = {
+    "original": "original (librosa.load default 22.05 kHz)",
+    "original-native": "original, native rate",
+    "speakerid": "speakerid prepare + MFCC",
+    "images-jpg": "speakerid prepare + export-images jpg",
+    "images-png": "speakerid prepare + export-images png",
+    "images-jpg-1": "speakerid prepare + export-images jpg, 1 worker",
+    "images-jpg-proc": "speakerid prepare + export-images jpg, processes",
+}
+DEFAULT_CONTENDERS = "original,original-native,speakerid,images-jpg,images-png"
+
+
+def bench(name: str, data: Path, sample: int | None, repeat: int, contenders: list[str]) -> list[str]:
     files = audio_files(data)
     original_files = files[:: max(1, len(files) // sample)][:sample] if sample else files
-    runs = {"original": [], "original-native": [], "speakerid": []}
+    runs = {c: [] for c in contenders}
     for r in range(repeat):
         for contender in runs:
-            result = measure(contender, data, files if contender == "speakerid" else original_files)
+            result = measure(contender, data, original_files if contender.startswith("original") else files)
             result["per_hour"] = result["seconds"] / (result["audio_seconds"] / 3600)
             runs[contender].append(result)
             print(f"  {name} run {r + 1}/{repeat} {contender}: {result['seconds']:.2f} s for "
                   f"{result['audio_seconds'] / 3600:.3f} h ({result['per_hour']:.2f} s per audio-hour), "
                   f"peak {result['peak_mib']:.0f} MiB", flush=True)
     per_hour = {c: statistics.median(r["per_hour"] for r in rs) for c, rs in runs.items()}
+    base = per_hour.get("original", per_hour[contenders[0]])
     rows = []
     for contender, results in runs.items():
         first = results[0]
         extra = ""
-        if contender == "speakerid":
+        if not contender.startswith("original"):
             prep = statistics.median(r["prepare_seconds"] / (r["audio_seconds"] / 3600) for r in results)
             extra = f" (prepare alone {prep:.2f})"
-        label = {"original": "original (librosa.load default 22.05 kHz)", "original-native": "original, native rate",
-                 "speakerid": "speakerid prepare + MFCC"}[contender]
-        rows.append(f"| {name} | {label} | {len(files if contender == 'speakerid' else original_files)} | "
+        rows.append(f"| {name} | {LABELS[contender]} | {len(original_files if contender.startswith('original') else files)} | "
                     f"{first['audio_seconds'] / 3600:.3f} | {first['chunks']} | "
                     f"{statistics.median(r['seconds'] for r in results):.2f} | {per_hour[contender]:.2f}{extra} | "
-                    f"{max(r['peak_mib'] for r in results):.0f} | {per_hour[contender] / per_hour['speakerid']:.0f}x |")
+                    f"{max(r['peak_mib'] for r in results):.0f} | {base / per_hour[contender]:.1f}x |")
     return rows
 
 
@@ -194,7 +249,8 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="also run the 50-hour synthetic corpus")
     parser.add_argument("--sample", type=int, default=30, help="files the original recipe runs on at seed scale")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--child", choices=("original", "original-native", "speakerid"), dest="contender",
+    parser.add_argument("--contenders", default=DEFAULT_CONTENDERS, help=f"comma-separated, from {', '.join(LABELS)}")
+    parser.add_argument("--child", choices=tuple(LABELS), dest="contender",
                         help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
@@ -205,10 +261,14 @@ def main() -> None:
 
     (HERE / ".cache").mkdir(exist_ok=True)
     print(f"machine: {machine()}; {CHUNK_SECONDS:g}-s chunks; medians of {args.repeat} runs")
-    rows = bench("dsp20", DSP20, None, args.repeat)
+    contenders = args.contenders.split(",")
+    unknown = sorted(set(contenders) - set(LABELS))
+    if unknown:
+        raise SystemExit(f"unknown contenders {unknown}; choose from {', '.join(LABELS)}")
+    rows = bench("dsp20", DSP20, None, args.repeat, contenders)
     if args.scale:
-        rows += bench("seed scale (synthetic)", seed_corpus(), args.sample, args.repeat)
-    print("\n| data | contender | files | audio h | chunks | seconds | s per audio-hour | peak MiB | time vs speakerid |")
+        rows += bench("seed scale (synthetic)", seed_corpus(), args.sample, args.repeat, contenders)
+    print("\n| data | contender | files | audio h | chunks | seconds | s per audio-hour | peak MiB | speed vs original |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 

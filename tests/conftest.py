@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
 import time
+import types
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -57,6 +61,35 @@ def small_corpus(dsp20, tmp_path_factory) -> Path:
     return root / "corpus"
 
 
+@pytest.fixture(scope="session")
+def resemblyzer():
+    """Resemblyzer's own implementation, as the reference.
+
+    `import resemblyzer` imports webrtcvad, whose module imports pkg_resources, which current
+    setuptools no longer ships. A stand-in `webrtcvad` offering the same 10-line `Vad` wrapper over
+    the same C extension (`_webrtcvad`) makes it importable without touching the environment.
+    """
+    import _webrtcvad
+
+    class Vad:
+        def __init__(self, mode=None):
+            self._vad = _webrtcvad.create()
+            _webrtcvad.init(self._vad)
+            if mode is not None:
+                _webrtcvad.set_mode(self._vad, mode)
+
+        def is_speech(self, buf, sample_rate, length=None):
+            return _webrtcvad.process(self._vad, sample_rate, buf, length or len(buf) // 2)
+
+    stand_in = types.ModuleType("webrtcvad")
+    stand_in.Vad = Vad
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "webrtcvad", stand_in)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # resemblyzer imports scipy.ndimage.morphology
+            yield importlib.import_module("resemblyzer")
+
+
 @contextmanager
 def live_server(app) -> Iterator[str]:
     """Serve `app` with uvicorn on a free 127.0.0.1 port in a background thread; yields its base URL."""
@@ -83,3 +116,18 @@ def fixed_threshold(voices, value: float) -> dict:
 
     encoders = [e.name for e in voices.encoders]
     return Scoring(Fusion.single(encoders[0]), [(10.0, value)], [(10.0, value)], "calibrated", {}).to_dict()
+
+def write_run(model, dest: Path, labels: list[str] | None = None, chunk_seconds: float = 3.0) -> Path:
+    """A run directory holding `model` as it is (untrained is fine), as `speakerid train` lays one out."""
+    from speakerid import rundir
+    from speakerid.corpus import write_json
+
+    dest.mkdir(parents=True)
+    write_json(dest / rundir.CONFIG_FILE, {
+        "format": rundir.FORMAT, "model": model.config(),
+        "chunking": {"sample_rate": model.features.sample_rate, "chunk_seconds": chunk_seconds,
+                     "hop_seconds": chunk_seconds, "tail": "drop"},
+    })
+    write_json(dest / rundir.LABELS_FILE, labels or [f"speaker{i}" for i in range(model.n_classes)])
+    rundir.save_weights(model, dest / rundir.WEIGHTS_FILE)
+    return dest

@@ -132,6 +132,19 @@ def plot_mfcc(
     typer.echo(f"wrote {path}")
 
 
+@app.command("export-onnx")
+def export_onnx(
+    run: Path = typer.Argument(..., help="A run directory made by `speakerid train`."),
+    out: Path = typer.Argument(..., help="The .onnx file to write."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """Export a trained run as ONNX (features inside, dynamic batch and length; labels in its metadata)."""
+    from speakerid.deploy import export_run
+
+    _refuse_existing(out, force)
+    typer.echo(f"wrote {export_run(run, out)}")
+
+
 @app.command("export-chunks")
 def export_chunks(
     corpus: Path = typer.Argument(..., help="A corpus made by `speakerid prepare`."),
@@ -150,11 +163,12 @@ def export_chunks(
 @app.command("export-images")
 def export_images(
     corpus: Path = typer.Argument(..., help="A corpus made by `speakerid prepare`."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for OUT/<split>/<speaker>/<recording>_<k>.png."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for OUT/<split>/<speaker>/<recording>_<k>.jpg."),
     n_mfcc: int = typer.Option(40, help="Number of MFCC coefficients."),
     size: int = typer.Option(300, help="Image width and height in pixels."),
-    image_format: str = typer.Option("png", "--format", help="'png' (lossless) or 'jpg'."),
+    image_format: str = typer.Option("jpg", "--format", help="'jpg' (quality 95, as the original recipe) or 'png' (lossless)."),
     split: Optional[str] = typer.Option(None, help="Only this split (train, validation, test)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Threads making and encoding pictures (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Write each chunk's MFCC as a size x size RGB image (the ResNet50 recipe's input). Resumes; never overwrites."""
@@ -163,7 +177,7 @@ def export_images(
     from speakerid.features import FeatureConfig
 
     written = run_export(Corpus.open(corpus), out, FeatureConfig(n_mfcc=n_mfcc), size=size,
-                         image_format=image_format, split=split, progress=not quiet)
+                         image_format=image_format, split=split, workers=workers, progress=not quiet)
     typer.echo(f"wrote {written} images to {out}")
 
 
@@ -281,9 +295,12 @@ def identify(
     threshold: Optional[float] = typer.Option(None, help="With --registry: cosine threshold (default: the calibrated one)."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many speakers to list per file."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    engine: str = typer.Option("torch", help="With a run: 'torch', or 'onnx' (onnxruntime on the CPU; exports RUN/model.onnx once)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one entry per file)."),
 ) -> None:
     """Name the speaker of each recording (any length): with a trained run, or among enrolled speakers."""
+    if engine != "torch" and registry is not None:
+        raise SpeakerIdError("--engine onnx scores with a trained run: speakerid identify RUN FILE... --engine onnx")
     if registry is None:
         if model is not None or threshold is not None:
             raise SpeakerIdError("--model and --threshold go with --registry; without it, give the run first: "
@@ -292,7 +309,7 @@ def identify(
             raise SpeakerIdError("give a run directory and at least one recording: speakerid identify RUN FILE...")
         from speakerid.identify import Identifier
 
-        identifier = Identifier.load(paths[0], device=device)
+        identifier = Identifier.load(paths[0], device=device, engine=engine)
         answer = lambda path: identifier.identify(path, top_k=top_k).to_dict()
         files = paths[1:]
     else:
@@ -593,6 +610,7 @@ def serve(
     max_seconds: float = typer.Option(300.0, help="Longest upload in seconds of audio."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: int = typer.Option(1, min=1, help="Torch threads per request (requests run concurrently)."),
+    engine: str = typer.Option("torch", help="'torch', or 'onnx' to run --model RUN with onnxruntime (exports RUN/model.onnx once)."),
 ) -> None:
     """Serve identify, verify, enroll and the speaker list over HTTP, with a web page at /."""
     from speakerid.server import serve as run_serve
@@ -600,7 +618,7 @@ def serve(
     if token is None:
         typer.secho("note: no --token: anyone who can reach the service can enroll and remove speakers", err=True)
     run_serve(registry, model=model, host=host, port=port, token=token, max_bytes=int(max_mb * 2**20),
-              max_seconds=max_seconds, device=device, threads=threads)
+              max_seconds=max_seconds, device=device, threads=threads, engine=engine)
 
 
 def main() -> None:

@@ -49,6 +49,8 @@ GE2E_PARTIAL_FRAMES = 160  # 1.6 s
 GE2E_PARTIAL_RATE = 1.3  # partials per second
 GE2E_MIN_COVERAGE = 0.75  # the last partial is kept when at least this much of it is audio
 GE2E_HIDDEN = 256
+GE2E_CPU_BATCH = 32  # partials per LSTM batch
+GE2E_GPU_BATCH = 512
 GE2E_LAYERS = 3
 # The equal-error-rate threshold of GE2E cosine scores between whole dsp20 recordings (20 speakers x 5 takes
 # of ~41 s; 200 same-speaker and 4750 different-speaker pairs; EER 0.5 % at 0.872). Scores fall with
@@ -199,18 +201,24 @@ class _Ge2eNetwork(nn.Module):
 
 
 class Ge2eEncoder(Encoder):
-    """The pretrained GE2E speaker encoder shipped with Resemblyzer 0.1.4 (256 dimensions, 16 kHz)."""
+    """The pretrained GE2E speaker encoder shipped with Resemblyzer 0.1.4 (256 dimensions, 16 kHz).
+
+    Embedding runs in two stages, which `speakerid.embedding.embed_files` overlaps across files:
+    `units` (volume, voice detection, mel partials: per recording, in any thread) and
+    `embed_units` (the LSTM over a batch of partials, from any number of recordings).
+    """
 
     dim = GE2E_HIDDEN
     sample_rate = SAMPLE_RATE
     default_threshold = GE2E_DEFAULT_THRESHOLD
 
-    def __init__(self, device: str | torch.device = "auto", batch_size: int = 64):
+    def __init__(self, device: str | torch.device = "auto", batch_size: int | None = None):
         weights, version = _ge2e_weights()
         self.name = f"ge2e/{GE2E_PACKAGE}-{version}"
         self.spec = {"kind": "ge2e"}
-        self.batch_size = batch_size
         self.device = resolve_device(device)
+        # On CPU the LSTM is fastest on batches of ~32 partials (they stay in cache; docs/benchmarks.md).
+        self.batch_size = batch_size or (GE2E_CPU_BATCH if self.device.type == "cpu" else GE2E_GPU_BATCH)
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)["model_state"]
         except Exception as err:  # torch raises many types for a torn or foreign file
@@ -221,27 +229,35 @@ class Ge2eEncoder(Encoder):
         self.network.to(self.device).eval()
         self.frontend = build_frontend(GE2E_FEATURES).to(self.device)
 
-    def embed_many(self, audios: Sequence[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
-        partials, owners = [], []
+    def units(self, audio: np.ndarray, name: str = "<audio>") -> torch.Tensor:
+        """A recording's mel partials (k, GE2E_PARTIAL_FRAMES, n_mels) on the encoder's device, as Resemblyzer cuts them.
+
+        AudioError (naming `name`) for a recording too short or with too little speech.
+        """
+        wav = ge2e_preprocess(_checked(audio, self.sample_rate, name))
+        if len(wav) < MIN_SECONDS * self.sample_rate:
+            raise AudioError(name, f"holds {len(wav) / self.sample_rate:.2f} s of speech the voice detector accepts; "
+                                   f"at least {MIN_SECONDS} s is needed to embed a voice")
+        starts = _partial_starts(len(wav))
+        end = (starts[-1] + GE2E_PARTIAL_FRAMES) * GE2E_FEATURES.hop_length
+        wav = np.pad(wav, (0, max(0, end - len(wav))))
         with torch.inference_mode():
-            for index, (audio, name) in enumerate(zip(audios, _names(audios, names))):
-                wav = ge2e_preprocess(_checked(audio, self.sample_rate, name))
-                if len(wav) < MIN_SECONDS * self.sample_rate:
-                    raise AudioError(name, f"holds {len(wav) / self.sample_rate:.2f} s of speech the voice detector accepts; "
-                                           f"at least {MIN_SECONDS} s is needed to embed a voice")
-                starts = _partial_starts(len(wav))
-                end = (starts[-1] + GE2E_PARTIAL_FRAMES) * GE2E_FEATURES.hop_length
-                wav = np.pad(wav, (0, max(0, end - len(wav))))
-                mel = self.frontend(torch.from_numpy(wav).to(self.device))[0].T  # (frames, n_mels)
-                partials.extend(mel[s : s + GE2E_PARTIAL_FRAMES] for s in starts)
-                owners.extend([index] * len(starts))
-            if not partials:
-                return np.zeros((0, self.dim), dtype=np.float32)
-            embeddings = torch.cat([
-                self.network(torch.stack(partials[first : first + self.batch_size]))
-                for first in range(0, len(partials), self.batch_size)
-            ])
-            return _mean_embeddings(embeddings, owners, len(audios))
+            mel = self.frontend(torch.from_numpy(wav).to(self.device))[0].T  # (frames, n_mels)
+            return torch.stack([mel[s : s + GE2E_PARTIAL_FRAMES] for s in starts])
+
+    def embed_units(self, units: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings (n, dim) of partials (n, frames, n_mels), computed in batches of `batch_size`."""
+        with torch.inference_mode():
+            return torch.cat([self.network(units[first : first + self.batch_size].to(self.device))
+                              for first in range(0, len(units), self.batch_size)])
+
+    def embed_many(self, audios: Sequence[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
+        partials = [self.units(audio, name) for audio, name in zip(audios, _names(audios, names))]
+        if not partials:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        owners = [index for index, units in enumerate(partials) for _ in range(len(units))]
+        with torch.inference_mode():
+            return _mean_embeddings(self.embed_units(torch.cat(partials)), owners, len(audios))
 
 
 # --- A trained run's embedding layer ------------------------------------------------------------

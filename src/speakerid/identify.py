@@ -80,8 +80,11 @@ class Identifier:
         self.chunking = run.chunking
 
     @classmethod
-    def load(cls, run: str | Path, device: str = "auto", batch_size: int = 64) -> "Identifier":
-        return cls(load_run(run, device), batch_size)
+    def load(cls, run: str | Path, device: str = "auto", batch_size: int = 64, engine: str = "torch") -> "Identifier":
+        """A run ready to identify with; engine "onnx" runs its ONNX export with onnxruntime (on the CPU)."""
+        from speakerid.deploy import use_engine
+
+        return cls(use_engine(load_run(run, "cpu" if engine == "onnx" else device), engine), batch_size)
 
     @property
     def speakers(self) -> list[str]:

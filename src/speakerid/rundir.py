@@ -7,6 +7,7 @@
     metrics.csv        one row per epoch
     curves.png         training curves
     report.md, metrics.json, confusion.png   what `evaluate` wrote
+    model.onnx         the ONNX export, when `export-onnx` or `--engine onnx` made one
 
 Loading reads JSON and tensors only: a run file never executes code.
 """
@@ -36,8 +37,9 @@ CURVES_FILE = "curves.png"
 REPORT_FILE = "report.md"
 EVALUATION_FILE = "metrics.json"
 CONFUSION_FILE = "confusion.png"
+ONNX_FILE = "model.onnx"  # written by `export-onnx` (default) and `--engine onnx`
 RUN_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, CURVES_FILE,
-             REPORT_FILE, EVALUATION_FILE, CONFUSION_FILE)
+             REPORT_FILE, EVALUATION_FILE, CONFUSION_FILE, ONNX_FILE)
 
 
 @dataclass

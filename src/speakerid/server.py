@@ -146,17 +146,20 @@ class BodyLimit:
 
 def create_app(registry: str | Path, model: str | Path | None = None, token: str | None = None,
                max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS,
-               device: str = "auto") -> FastAPI:
+               device: str = "auto", engine: str = "torch") -> FastAPI:
     """The HTTP service for the speakers of `registry` (created when missing), with its encoder loaded.
 
     `model` is a run directory (None: the registry's own encoder, or GE2E for a new registry).
     `token`, when given, guards enrolling and removing speakers. A request body over
-    `max_bytes` or a recording over `max_seconds` is refused with 413.
+    `max_bytes` or a recording over `max_seconds` is refused with 413. `engine` "onnx" computes a
+    trained run's embeddings with onnxruntime (see `speakerid.deploy.use_engine`).
     """
     index_html = (resources.files("speakerid") / "static" / "index.html").read_text(encoding="utf-8")
     voices = VoiceRegistry(registry, model, device)
     try:
-        voices.encoders  # loaded here, once: a bad model fails now, not on the first request
+        encoders = voices.encoders  # loaded here, once: a bad model fails now, not on the first request
+        if engine != "torch":
+            _use_engine(encoders[0], engine)
     except BaseException:
         voices.close()
         raise
@@ -349,9 +352,21 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
     return app
 
 
+def _use_engine(encoder, engine: str) -> None:
+    """Run a trained run's encoder with `engine`; the GE2E encoder has no other engine."""
+    from speakerid.deploy import use_engine
+    from speakerid.encoders import RunEncoder
+    from speakerid.errors import ModelError
+
+    if not isinstance(encoder, RunEncoder):
+        raise ModelError(f"--engine {engine} runs a trained run's model; the registry's encoder is {encoder.name}, "
+                         "which runs in PyTorch: start the service with --model RUN, or without --engine")
+    use_engine(encoder.run, engine)
+
+
 def serve(registry: str | Path, model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           token: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS,
-          device: str = "auto", threads: int | None = 1) -> None:
+          device: str = "auto", threads: int | None = 1, engine: str = "torch") -> None:
     """Serve `create_app(...)` with uvicorn on host:port until interrupted.
 
     Requests run concurrently in a thread pool, each with `threads` torch threads (None: torch's
@@ -360,7 +375,7 @@ def serve(registry: str | Path, model: str | Path | None = None, host: str = "12
     """
     if threads is not None:
         torch.set_num_threads(threads)
-    app = create_app(registry, model, token, max_bytes, max_seconds, device)
+    app = create_app(registry, model, token, max_bytes, max_seconds, device, engine)
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without a token: anyone who can reach it can enroll and remove speakers "
                     "(start it with --token)", host)

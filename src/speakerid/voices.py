@@ -253,10 +253,10 @@ class VoiceRegistry:
     def enroll(self, name: str, files: list[Path], replace: bool = False) -> EnrollResult:
         """Enroll `name` from audio files; a file that cannot be read or embedded is reported, not fatal.
 
-        Files whose content is already enrolled for this speaker are skipped without embedding.
+        Files whose content is already enrolled for this speaker are skipped without decoding.
         `replace` drops the speaker's previous recordings, once at least one new file embedded.
         """
-        return self._enroll(name, [Path(f) for f in files], replace, advance=lambda n=1: None)
+        return self._enroll({check_name(name): [Path(f) for f in files]}, replace, advance=lambda n=1: None)[0]
 
     def enroll_folder(self, data_dir: str | Path, replace: bool = False, progress: bool = True) -> list[EnrollResult]:
         """Enroll every speaker folder of `data_dir` (`DATA_DIR/<speaker>/**/<audio>`) under the folder's name.
@@ -270,15 +270,15 @@ class VoiceRegistry:
         for source in sources:
             by_speaker.setdefault(source.speaker, []).append(source.path)
         results = [EnrollResult(Path(r.path).name, failed=[(r.path, r.reason)]) for r in rejected if Path(r.path).is_dir()]
+        valid: dict[str, list[Path]] = {}
+        for speaker, files in sorted(by_speaker.items()):
+            try:
+                valid[check_name(speaker)] = files
+            except RegistryError as err:
+                results.append(EnrollResult(speaker, failed=[(str(files[0].parent), str(err))]))
         with progress_bar("enrolling", total=len(sources), enabled=progress) as advance:
-            for speaker, files in sorted(by_speaker.items()):
-                try:
-                    check_name(speaker)
-                except RegistryError as err:
-                    results.append(EnrollResult(speaker, failed=[(str(files[0].parent), str(err))]))
-                    advance(len(files))
-                    continue
-                results.append(self._enroll(speaker, files, replace, advance))
+            advance(sum(len(files) for s, files in by_speaker.items() if s not in valid))
+            results += self._enroll(valid, replace, advance)
         return sorted(results, key=lambda r: r.speaker)
 
     def enroll_audio(self, name: str, audio: np.ndarray, source_name: str, sha256: str,
@@ -293,33 +293,47 @@ class VoiceRegistry:
         result.recordings = self.registry.recording_count(name)
         return result
 
-    def _enroll(self, name: str, files: list[Path], replace: bool, advance) -> EnrollResult:
-        name = check_name(name)
-        result = EnrollResult(name)
-        done = set() if replace else self.registry.enrolled_hashes(name)
-        decoded = []
-        for path in files:
-            try:
-                data = path.read_bytes()
-            except OSError as err:
-                result.failed.append((str(path), "no such file" if isinstance(err, FileNotFoundError) else f"cannot read ({err.strerror})"))
-                advance()
-                continue
-            sha256 = hashlib.sha256(data).hexdigest()
-            if sha256 in done:
+    def _enroll(self, by_speaker: dict[str, list[Path]], replace: bool, advance) -> list[EnrollResult]:
+        """Enroll each speaker's files: decoding in threads overlapped with batched embedding by the base
+        encoder (`speakerid.embedding.embed_files`), the other encoders on the decoded audio; each
+        speaker's recordings are added in one transaction once all of its files are done."""
+        from speakerid.audio import to_int16
+        from speakerid.embedding import embed_files
+
+        encoders = self.encoders
+        owners = [(name, path) for name, files in by_speaker.items() for path in files]
+        enrolled = {name: set() if replace else self.registry.enrolled_hashes(name) for name in by_speaker}
+        results = {name: EnrollResult(name) for name in by_speaker}
+        pending: dict[str, list[Enrollment]] = {name: [] for name in by_speaker}
+        left = {name: len(files) for name, files in by_speaker.items()}
+
+        def finish(name: str) -> None:
+            if pending[name]:
+                results[name].added = self.registry.add(name, pending[name], encoders[0], replace)
+            results[name].recordings = self.registry.recording_count(name)
+
+        for name in [n for n, count in left.items() if count == 0]:
+            finish(name)
+        skip = lambda index, sha256: sha256 in enrolled[owners[index][0]]
+        for (name, path), found in zip(owners, embed_files(encoders[0], [p for _, p in owners], skip=skip, keep_audio=True)):
+            result = results[name]
+            if found.skipped:
                 result.skipped.append(str(path))
-                advance()
-                continue
-            try:
-                decoded.append((sha256, path.name, decode_audio(data, name=str(path)), str(path)))
-                done.add(sha256)
-            except AudioError as err:
-                result.failed.append((str(path), err.reason))
+            elif found.vector is None:
+                result.failed += [(file, reason) for file, reason in found.failed]
+            else:
+                vectors = {encoders[0].name: found.vector}
+                try:
+                    vectors.update((e.name, e.embed(found.audio, str(path))) for e in encoders[1:])
+                except AudioError as err:
+                    result.failed.append((str(path), err.reason))
+                else:
+                    pending[name].append(Enrollment(found.sha256, path.name, to_int16(found.audio), vectors))
             advance()
-        self._store(name, [(h, source, audio) for h, source, audio, _ in decoded], replace, result,
-                    labels=[label for *_, label in decoded])
-        result.recordings = self.registry.recording_count(name)
-        return result
+            left[name] -= 1
+            if left[name] == 0:
+                finish(name)
+        return [results[name] for name in by_speaker]
 
     def _store(self, name: str, items: list[tuple[str, str, np.ndarray]], replace: bool, result: EnrollResult,
                labels: list[str] | None = None) -> None:
