@@ -134,15 +134,15 @@ def plot_mfcc(
 
 @app.command("export-onnx")
 def export_onnx(
-    run: Path = typer.Argument(..., help="A run directory made by `speakerid train`."),
+    source: Path = typer.Argument(..., help="A run directory made by `speakerid train`, or a registry file after `speakerid adapt`."),
     out: Path = typer.Argument(..., help="The .onnx file to write."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
-    """Export a trained run as ONNX (features inside, dynamic batch and length; labels in its metadata)."""
-    from speakerid.deploy import export_run
+    """Export a trained run, or a registry's adapted encoder, as ONNX (features inside, dynamic batch and length)."""
+    from speakerid.deploy import export_adapted, export_run
 
     _refuse_existing(out, force)
-    typer.echo(f"wrote {export_run(run, out)}")
+    typer.echo(f"wrote {export_adapted(source, out) if source.is_file() else export_run(source, out)}")
 
 
 @app.command("export-chunks")

@@ -209,6 +209,22 @@ def export_run(run: str | Path | Run, out: str | Path | None = None) -> Path:
     })
 
 
+def export_adapted(registry: str | Path, out: str | Path) -> Path:
+    """Export a registry's adapted encoder (what `speakerid adapt` trained) to ONNX, with its chunking in the metadata."""
+    from speakerid.encoders import RunEncoder
+    from speakerid.errors import RegistryError
+    from speakerid.registry import ADAPTED, Registry
+
+    with Registry(registry, create=False) as store:
+        record = next((e for e in store.encoders() if e.role == ADAPTED), None)
+        if record is None:
+            raise RegistryError(f"{registry} has no adapted encoder to export; run `speakerid adapt --registry {registry}` first")
+        encoder = RunEncoder.from_bytes(store.encoder_weights(record.name), record.config, store.path, "cpu")
+    return export_onnx(encoder.run.model, out, {"encoder": encoder.name, "labels": encoder.run.labels,
+                                                "chunking": encoder.run.config["chunking"],
+                                                "weights_sha256": encoder.spec["sha256"]})
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
