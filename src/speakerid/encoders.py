@@ -307,7 +307,7 @@ class RunEncoder(Encoder):
             state = load_safetensors(weights)
         except (SafetensorError, ValueError) as err:
             raise RegistryError(f"{where}: the adapted encoder's weights are damaged ({err}); run `speakerid adapt` again") from None
-        sha256 = hashlib.sha256(weights).hexdigest()
+        sha256 = weights_digest(state)
         try:
             run = build_run(where, config["run"], config["labels"], state, device)
         except (RunError, KeyError, TypeError) as err:
@@ -330,6 +330,17 @@ class RunEncoder(Encoder):
                 for first in range(0, len(waves), self.batch_size)
             ])
             return _mean_embeddings(embeddings, owners, len(audios))
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values: the same weights, the same digest
+    (a safetensors file's bytes are not: it writes its metadata in no fixed order)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def adapted_name(sha256: str) -> str:
