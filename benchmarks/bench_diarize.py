@@ -77,9 +77,7 @@ def baseline(voices, audio: np.ndarray, window: float = 1.6, step: float = 0.4, 
     starts = np.arange(0, max(len(audio) / rate - window, 0) + 1e-9, step)
     scored = score_windows(voices, [audio[round(s * rate) : round((s + window) * rate)] for s in starts])
     centres = starts[scored.kept] + window / 2
-    fused = scored.scoring.fusion.fuse(scored.cosines)
-    best = np.argmax(fused, axis=1)
-    top = fused[np.arange(len(best)), best]
+    best, top = scored.scoring.identification(scored.scoring.fusion.fuse(scored.cosines))
     known = [scored.decision(window).accepts(float(t)) for t in top]
     labels = [scored.names[b] if k is not False else f"{UNKNOWN_PREFIX}1" for b, k in zip(best, known)]
     turns: list[Turn] = []

@@ -10,7 +10,8 @@ then identify held-out recordings of the enrolled speakers and recordings of tes
           3 calibration strangers and 3 test strangers (every take, 5-s clips)
 
 The three contenders score the same trials from the same registry: each is calibrated (weights,
-threshold at the balanced point) on the same calibration trials, with its own encoders only.
+thresholds by length at the balanced point) on the same calibration trials, those `calibrate`
+gathers (`speakerid.calibration.gather_trials`), with its own encoders only.
 Reported: closed-set top-1 among the enrolled, open-set accuracy at the calibrated threshold
 (enrolled trials named right / test strangers rejected), pairwise EER on the test trials; the
 time `adapt` took, and where the errors fall (speakers, sentence length, voice pitch).
@@ -89,8 +90,7 @@ def pitch(audio: np.ndarray) -> float:
 
 def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None:
     from speakerid.adapt import adapt
-    from speakerid.calibration import Trials, cross_validation_trials, eer, fit_scoring
-    from speakerid.registry import ADAPTED
+    from speakerid.calibration import Trials, eer, fit_scoring, gather_trials
     from speakerid.voices import VoiceRegistry
 
     enroll, trials, cal, test = split(name, seed)
@@ -120,19 +120,16 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None
                 kept.append((f, clip))
         return np.stack(rows), kept
 
-    # calibration trials, exactly as `calibrate` builds them: cross-validation on adapt's held-out recordings
-    records = voices.registry.encoders()
-    held_out = set(next(r for r in records if r.role == ADAPTED).config["held_out"])
-    by_speaker: dict[str, list[int]] = {}
-    for r in voices.registry.recordings():
-        by_speaker.setdefault(r["speaker"], []).append(r["id"])
-    stored = [voices.registry.embeddings(e) for e in encoders]
-    cal_enrolled, cal_truth, _ = cross_validation_trials(names, by_speaker, stored, held_out)
-    cal_strangers, _ = score([f for s in cal for f in sorted((DATA / name / s).glob("*.flac"))])
+    # calibration trials, exactly as `calibrate` builds them (cross-validation on adapt's held-out
+    # recordings, whole and in clips; the calibration strangers, whole and in clips)
+    strangers_dir = link(work / "strangers", [f for s in cal for f in sorted((DATA / name / s).glob("*.flac"))])
+    calibration_trials, _, _, _ = gather_trials(voices, strangers_dir, progress=False)
     test_files = [(s, f) for s, files in trials.items() for f in files]
     test_enrolled, test_kept = score([f for _, f in test_files])
     test_truth = np.array([column[f.parent.name] for f, _ in test_kept])
     test_strangers, stranger_kept = score([f for s in test for f in sorted((DATA / name / s).glob("*.flac"))])
+    enrolled_seconds = np.array([len(c) / 16000 for _, c in test_kept])
+    stranger_seconds = np.array([len(c) / 16000 for _, c in stranger_kept])
 
     contenders = {"GE2E alone": [0], "adapted alone": [1], "fused": [0, 1]}
     print(f"\n{name}: {len(names)} enrolled speakers, {len(cal)} calibration and {len(test)} test strangers; "
@@ -144,15 +141,17 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None
     print("|---|---|---:|---:|---:|---:|")
     answers = {}
     for label, keep in contenders.items():
-        calibration = Trials([encoders[k] for k in keep], names, cal_enrolled[..., keep], np.asarray(cal_truth),
-                             cal_strangers[..., keep])
+        t = calibration_trials
+        calibration = Trials([encoders[k] for k in keep], names, t.enrolled[..., keep], t.truth, t.strangers[..., keep],
+                             t.enrolled_seconds, t.stranger_seconds)
         scoring, _ = fit_scoring(calibration)
         fused_enrolled = scoring.fusion.fuse(test_enrolled[..., keep])
         fused_strangers = scoring.fusion.fuse(test_strangers[..., keep])
         best = fused_enrolled.argmax(axis=1)
         right = best == test_truth
-        named = right & (fused_enrolled.max(axis=1) >= scoring.identify)
-        rejected = fused_strangers.max(axis=1) < scoring.identify
+        at = lambda seconds: np.array([scoring.decision("identify", seconds=d).value for d in seconds])
+        named = right & (fused_enrolled.max(axis=1) >= at(enrolled_seconds))
+        rejected = fused_strangers.max(axis=1) < at(stranger_seconds)
         own = np.zeros(fused_enrolled.shape, bool)
         own[np.arange(len(test_truth)), test_truth] = True
         rate, _ = eer(fused_enrolled[own], np.concatenate([fused_enrolled[~own], fused_strangers.ravel()]))
@@ -163,12 +162,12 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None
     # where the fused system errs
     named, rejected, closest = answers["fused"]
     missed = [(f, clip) for (f, clip), ok in zip(test_kept, named) if not ok]
-    durations = np.array([len(c) / 16000 for _, c in test_kept])
     print(f"\nfused errors: {len(missed)} of {len(named)} enrolled trials not named right, "
           f"{int((~rejected).sum())} of {len(rejected)} stranger trials let in")
-    short = durations < np.median(durations)
-    print(f"  by length: {1 - named[short].mean():.1%} missed among trials under the median {np.median(durations):.1f} s, "
-          f"{1 - named[~short].mean():.1%} above it")
+    short = enrolled_seconds < np.median(enrolled_seconds)
+    if short.any():
+        print(f"  by length: {1 - named[short].mean():.1%} missed among trials under the median "
+              f"{np.median(enrolled_seconds):.1f} s, {1 - named[~short].mean():.1%} from it up")
     by_speaker_missed: dict[str, int] = {}
     for f, _ in missed:
         by_speaker_missed[f.parent.name] = by_speaker_missed.get(f.parent.name, 0) + 1

@@ -229,6 +229,34 @@ def test_trials_are_grouped_by_length_until_each_group_has_enough_of_both_kinds(
     assert [(e.sum(), u.sum()) for _, e, u in duration_groups(enrolled[:10], strangers[:10])] == [(10, 10)]
 
 
+def test_the_lead_over_the_second_speaker_tells_strangers_apart_when_it_helps():
+    from speakerid.scoring import Scoring
+
+    scoring = Scoring(Fusion.single("e"), None, None, "calibrated", {}, gap=1.0)
+    best, score = scoring.identification(np.array([[0.8, 0.5, 0.2], [0.7, 0.69, 0.1]]))
+    assert best.tolist() == [0, 0] and score == pytest.approx([0.8 + 0.3, 0.7 + 0.01])
+    # one speaker scored (the others left out): no lead to weigh
+    assert scoring.identification(np.array([[0.6, -np.inf]]))[1] == pytest.approx([0.6])
+
+    # strangers that sit between two enrolled voices score as high as enrolled voices, but lead by little
+    rng = np.random.default_rng(1)
+    speakers = 10
+    truth = np.repeat(np.arange(speakers), 20)
+    enrolled = rng.normal(0.3, 0.05, (len(truth), speakers))
+    enrolled[np.arange(len(truth)), truth] = rng.normal(0.75, 0.08, len(truth))
+    strangers = rng.normal(0.3, 0.05, (200, speakers))
+    pair = rng.integers(0, speakers - 1, 200)
+    level = rng.normal(0.72, 0.08, 200)
+    strangers[np.arange(200), pair] = level
+    strangers[np.arange(200), pair + 1] = level - np.abs(rng.normal(0, 0.03, 200))
+    seconds_e, seconds_u = np.full(len(truth), 4.0), np.full(200, 4.0)
+    trials = Trials(["e"], [str(i) for i in range(speakers)], enrolled[..., None], truth, strangers[..., None],
+                    seconds_e, seconds_u)
+    fitted, report = fit_scoring(trials)
+    assert fitted.gap > 0 and report["gap"] == fitted.gap
+    assert min(report["named_right"], report["strangers_rejected"]) > 0.8
+
+
 def test_decisions_follow_the_length_of_the_audio():
     from speakerid.scoring import Scoring
 

@@ -100,7 +100,10 @@ def test_identify_names_enrolled_speakers_from_their_other_takes(open_set, takes
     for _, answer in answers:
         assert answer.threshold == pytest.approx(threshold) and answer.seconds == 8.0
         assert answer.threshold_source == "calibrated" and answer.encoders == [open_set.voices.encoder.name]
-        assert len(answer.ranking) == 3 and answer.score == answer.ranking[0][1]
+        # the identification score: the best fused score and its lead over the second, weighed as calibrated
+        (_, first, _), (_, second, _) = answer.ranking[:2]
+        gap = open_set.calibration.scoring.gap
+        assert len(answer.ranking) == 3 and answer.score == pytest.approx(first + gap * (first - second))
         assert [v for _, v, _ in answer.ranking] == sorted((v for _, v, _ in answer.ranking), reverse=True)
         json.dumps(answer.to_dict())
 

@@ -180,6 +180,7 @@ def operating_point(thresholds: np.ndarray, named: np.ndarray, rejected: np.ndar
 
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+GAP_GRID = (0.0, 0.5, 1.0, 2.0)  # weights of the best speaker's lead in the identification score
 SLOPE_GRID = np.round(np.linspace(0.0, 0.2, 41), 3)  # threshold rise per unit of log(seconds)
 DURATION_EDGES = (1.25, 2.5, 5.0, 10.0, 20.0)  # seconds: the report groups trials by length between these
 MIN_GROUP_TRIALS = 20  # enrolled and stranger trials a reported group needs, else it joins its neighbour
@@ -221,8 +222,9 @@ def _length_line(fit, seconds: np.ndarray) -> list[tuple[float, float]]:
 def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibrated") -> tuple["Scoring", dict]:
     """The fusion weights, statistics and thresholds that serve `trials` best, and what they achieve.
 
-    With two encoders the weight of the base encoder is chosen on a grid (0, 0.05, ..., 1) by the
-    balanced open-set accuracy it reaches on all trials. Scores fall as audio gets shorter, so a
+    With two encoders the weight of the base encoder is chosen on a grid (0, 0.05, ..., 1), and
+    with it the weight of the best speaker's lead over the second (`Scoring.gap`, on GAP_GRID), by
+    the balanced open-set accuracy they reach on all trials. Scores fall as audio gets shorter, so a
     threshold is a line in log(seconds) (`_length_line`), its slope chosen with its level on all
     trials at once: identification at the operating point (`operating_point`), verification at
     the pairwise EER (or the pairwise false-accept rate `far`). The report breaks the result down
@@ -240,14 +242,17 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         fusion = Fusion.fit(trials.encoders, weights, nontarget)
         fused_enrolled = fusion.fuse(trials.enrolled)
         fused_strangers = np.where(trials.stranger_columns(), fusion.fuse(trials.strangers), -np.inf)
-        right = fused_enrolled.argmax(axis=1) == trials.truth
-        curve = open_set_curve(fused_enrolled.max(axis=1), right, fused_strangers.max(axis=1))
-        i = operating_point(*curve, None)
-        key = (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i], -abs(w - 0.5))
-        if best is None or key > best[0]:
-            best = (key, fusion, fused_enrolled, fused_strangers, right)
-    _, fusion, fused_enrolled, fused_strangers, right = best
-    best_enrolled, best_stranger = fused_enrolled.max(axis=1), fused_strangers.max(axis=1)
+        for gap in GAP_GRID if len(trials.speakers) > 1 else (0.0,):
+            rule = Scoring(fusion, None, None, source, {}, gap)
+            choice, best_enrolled = rule.identification(fused_enrolled)
+            best_stranger = rule.identification(fused_strangers)[1]
+            right = choice == trials.truth
+            curve = open_set_curve(best_enrolled, right, best_stranger)
+            i = operating_point(*curve, None)
+            key = (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i], -abs(w - 0.5), -gap)
+            if best is None or key > best[0]:
+                best = (key, fusion, gap, fused_enrolled, fused_strangers, right, best_enrolled, best_stranger)
+    _, fusion, gap, fused_enrolled, fused_strangers, right, best_enrolled, best_stranger = best
     own, scored = trials.own(), trials.stranger_columns()
     n_e = len(trials.truth)
     all_seconds = np.concatenate([trials.enrolled_seconds, trials.stranger_seconds])
@@ -273,7 +278,7 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
 
     identify_points = _length_line(identify_fit, all_seconds)
     verify_points = _length_line(lambda shift: verify_fit(shift), np.concatenate([target_seconds, nontarget_seconds]))
-    scoring = Scoring(fusion, identify_points, verify_points, source, {})
+    scoring = Scoring(fusion, identify_points, verify_points, source, {}, gap)
     at_e = np.array([scoring.decision("identify", seconds=d).value for d in trials.enrolled_seconds])
     at_u = np.array([scoring.decision("identify", seconds=d).value for d in trials.stranger_seconds])
     named, rejected = right & (best_enrolled >= at_e), best_stranger < at_u
@@ -291,10 +296,10 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         "speakers": len(trials.speakers), "by_length": groups,
         "eer": equal_rate, "eer_threshold": equal_threshold, "min_dcf": cost, "min_dcf_threshold": cost_threshold,
         "encoder_eer": {e: eer(trials.enrolled[own][:, k], nontarget[:, k])[0] for k, e in enumerate(trials.encoders)},
-        "weights": dict(zip(trials.encoders, fusion.weights)),
+        "weights": dict(zip(trials.encoders, fusion.weights)), "gap": gap,
         "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    scoring = Scoring(fusion, identify_points, verify_points, source, report)
+    scoring = Scoring(fusion, identify_points, verify_points, source, report, gap)
     return scoring, {**report, "curve": {"targets": targets, "nontargets": np.concatenate([nontarget_e, nontarget_u])}}
 
 

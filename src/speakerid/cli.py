@@ -468,7 +468,8 @@ def calibrate(
     strangers = "simulated strangers (each enrolled trial without its own speaker)" if r["strangers_simulated"] else "strangers"
     weights = ", ".join(f"{e} {w:.2f}" for e, w in r["weights"].items())
     typer.echo(f"{r['speakers']} enrolled speakers ({result.enrolled_side}): {r['enrolled_trials']} enrolled and "
-               f"{r['stranger_trials']} {strangers} trials, whole recordings and clips; weights: {weights}")
+               f"{r['stranger_trials']} {strangers} trials, whole recordings and clips; weights: {weights}; "
+               f"weight of the lead over the second speaker: {r['gap']:g}")
     print_table(f"thresholds by length ({r['operating_point']})",
                 ["length", "enrolled trials", "named right", "stranger trials", "rejected", "identify", "verify"],
                 [[f"{g['seconds']:.1f} s", g["enrolled_trials"], f"{g['named_right']:.1%}", g["stranger_trials"],

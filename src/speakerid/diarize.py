@@ -220,10 +220,11 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeCo
             names[c], best[c] = None, (None, None)
             continue
         group = scored.group_scores(rows)
-        top = int(np.argmax(group))
-        best[c] = (scored.names[top], float(group[top]))
+        choice, evidence = scored.scoring.identification(group)
+        top, score = int(choice[0]), float(evidence[0])
+        best[c] = (scored.names[top], score)
         # the name is decided on all of the cluster's speech: about one hop of new audio per window
-        accepted = scored.decision(len(rows) * config.hop + config.window - config.hop).accepts(float(group[top]))
+        accepted = scored.decision(len(rows) * config.hop + config.window - config.hop).accepts(score)
         names[c] = scored.names[top] if accepted is not False else None
     clusters, big = _join_strangers(scored, clusters, big, names, config)
     labels = np.empty(len(clusters), dtype=object)

@@ -20,7 +20,9 @@ calibrated one ("calibrated"); the provisional one `adapt` measured without stra
 ("none": identify still ranks the speakers but cannot tell an enrolled voice from a stranger).
 Identification (is this voice one of the N enrolled?) and verification (do two recordings share a
 speaker?) have thresholds of their own: a stranger is compared with every enrolled speaker and
-keeps the best score, so identification needs a higher bar than one pairwise comparison.
+keeps the best score, so identification needs a higher bar than one pairwise comparison. The
+identification score also weighs how far the best speaker leads the second (`Scoring.gap`,
+fitted by calibrate): a stranger often sits between two enrolled voices.
 """
 
 from __future__ import annotations
@@ -113,17 +115,35 @@ class Scoring:
     verify: Points | None
     source: str  # CALIBRATED or ADAPT
     details: dict  # what the thresholds were measured on (for reports and /health)
+    gap: float = 0.0  # weight of the lead over the second-best speaker in the identification score
 
     def to_dict(self) -> dict:
         return {"encoders": list(self.fusion.encoders), "fusion": self.fusion.to_dict(),
                 "identify": self.identify and [list(p) for p in self.identify],
-                "verify": self.verify and [list(p) for p in self.verify], "source": self.source, "details": self.details}
+                "verify": self.verify and [list(p) for p in self.verify], "gap": self.gap, "source": self.source,
+                "details": self.details}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Scoring":
         points = lambda v: None if v is None else [tuple(p) for p in v]
         return cls(Fusion.from_dict(values["fusion"]), points(values.get("identify")), points(values.get("verify")),
-                   values["source"], values.get("details", {}))
+                   values["source"], values.get("details", {}), values.get("gap", 0.0))
+
+    def identification(self, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(best speaker, identification score) per row of fused scores (n, speakers).
+
+        The identification score is the best fused score plus `gap` times its lead over the
+        second best: a voice that two enrolled speakers match about equally well is less likely
+        to be either of them (a stranger between them) than one that matches one clearly.
+        """
+        fused = np.atleast_2d(fused)
+        best = fused.argmax(axis=1)
+        top = fused[np.arange(len(fused)), best]
+        if self.gap == 0 or fused.shape[1] < 2:
+            return best, top
+        second = np.partition(fused, -2, axis=1)[:, -2]
+        lead = np.where(np.isfinite(second), top - second, 0.0)  # one scored speaker only: no lead to weigh
+        return best, top + self.gap * lead
 
     def decision(self, task: str, given: float | None = None, default: float | None = None,
                  seconds: float = 10.0) -> Decision:

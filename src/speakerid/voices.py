@@ -51,10 +51,11 @@ class EnrollResult:
 class OpenSetAnswer:
     """Who speaks, among the enrolled speakers, or "unknown".
 
-    `known` is True when the best fused score reaches the threshold, False when it does not
-    (then `speaker` is "unknown"), and None when there is no threshold to decide with (then
-    `speaker` is merely the closest enrolled voice). `ranking` holds (speaker, fused score,
-    {encoder: cosine}) for the best speakers.
+    `score` is the identification score (`Scoring.identification`: the best fused score, with its
+    lead over the second best weighed in when calibration found that it helps). `known` is True
+    when it reaches the threshold, False when it does not (then `speaker` is "unknown"), and None
+    when there is no threshold to decide with (then `speaker` is merely the closest enrolled
+    voice). `ranking` holds (speaker, fused score, {encoder: cosine}) for the best speakers.
     """
 
     speaker: str
@@ -391,11 +392,11 @@ class VoiceRegistry:
         fused = refs.scoring.fusion.fuse(cosines)
         k = min(max(1, top_k), len(fused))
         order = np.argsort(-fused, kind="stable")[:k]
-        best = float(fused[order[0]])
+        score = float(refs.scoring.identification(fused[None])[1][0])
         decision = refs.scoring.decision("identify", threshold, self.encoder.default_threshold, seconds)
-        known = decision.accepts(best)
+        known = decision.accepts(score)
         return OpenSetAnswer(
-            speaker=UNKNOWN if known is False else refs.names[candidates[order[0]]], score=best, known=known,
+            speaker=UNKNOWN if known is False else refs.names[candidates[order[0]]], score=score, known=known,
             threshold=decision.value, threshold_source=decision.source, encoders=list(refs.encoders),
             ranking=[(refs.names[candidates[i]], float(fused[i]), dict(zip(refs.encoders, map(float, cosines[i]))))
                      for i in order],
