@@ -90,7 +90,7 @@ def pitch(audio: np.ndarray) -> float:
 
 def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None:
     from speakerid.adapt import adapt
-    from speakerid.calibration import Trials, eer, fit_scoring, gather_trials
+    from speakerid.calibration import GAP_GRID, Trials, eer, fit_scoring, gather_trials
     from speakerid.voices import VoiceRegistry
 
     enroll, trials, cal, test = split(name, seed)
@@ -131,32 +131,34 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None
     enrolled_seconds = np.array([len(c) / 16000 for _, c in test_kept])
     stranger_seconds = np.array([len(c) / 16000 for _, c in stranger_kept])
 
-    contenders = {"GE2E alone": [0], "adapted alone": [1], "fused": [0, 1]}
+    contenders = {"GE2E alone, no lead": ([0], (0.0,)), "GE2E alone": ([0], GAP_GRID), "adapted alone": ([1], GAP_GRID),
+                  "fused, no lead": ([0, 1], (0.0,)), "fused": ([0, 1], GAP_GRID)}
     print(f"\n{name}: {len(names)} enrolled speakers, {len(cal)} calibration and {len(test)} test strangers; "
           f"{len(test_truth)} enrolled and {len(test_strangers)} stranger test trials"
           f"{'' if seconds is None else f' ({seconds:g}-s clips)'}")
     print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({adapted.epochs} epochs, "
           f"{adapted.train_seconds:.0f} s of training, {adapted.recordings} recordings re-embedded)")
-    print("\n| contender | weights | closed-set top-1 | enrolled named right | strangers rejected | EER |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("\n| contender | weights | lead weight | closed-set top-1 | enrolled named right | strangers rejected | EER |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     answers = {}
-    for label, keep in contenders.items():
+    for label, (keep, gaps) in contenders.items():
         t = calibration_trials
         calibration = Trials([encoders[k] for k in keep], names, t.enrolled[..., keep], t.truth, t.strangers[..., keep],
                              t.enrolled_seconds, t.stranger_seconds)
-        scoring, _ = fit_scoring(calibration)
+        scoring, _ = fit_scoring(calibration, gaps=gaps)
         fused_enrolled = scoring.fusion.fuse(test_enrolled[..., keep])
         fused_strangers = scoring.fusion.fuse(test_strangers[..., keep])
-        best = fused_enrolled.argmax(axis=1)
+        best, evidence = scoring.identification(fused_enrolled)
         right = best == test_truth
         at = lambda seconds: np.array([scoring.decision("identify", seconds=d).value for d in seconds])
-        named = right & (fused_enrolled.max(axis=1) >= at(enrolled_seconds))
-        rejected = fused_strangers.max(axis=1) < at(stranger_seconds)
+        named = right & (evidence >= at(enrolled_seconds))
+        rejected = scoring.identification(fused_strangers)[1] < at(stranger_seconds)
         own = np.zeros(fused_enrolled.shape, bool)
         own[np.arange(len(test_truth)), test_truth] = True
         rate, _ = eer(fused_enrolled[own], np.concatenate([fused_enrolled[~own], fused_strangers.ravel()]))
         weights = " + ".join(f"{w:.2f}" for w in scoring.fusion.weights)
-        print(f"| {label} | {weights} | {right.mean():.1%} | {named.mean():.1%} | {rejected.mean():.1%} | {rate:.2%} |")
+        print(f"| {label} | {weights} | {scoring.gap:g} | {right.mean():.1%} | {named.mean():.1%} | {rejected.mean():.1%} "
+              f"| {rate:.2%} |")
         answers[label] = (named, rejected, fused_strangers.argmax(axis=1))
 
     # where the fused system errs

@@ -219,7 +219,8 @@ def _length_line(fit, seconds: np.ndarray) -> list[tuple[float, float]]:
     return [(round(low, 3), line(low)), (round(high, 3), line(high))] if slope else [(round(typical, 3), line(typical))]
 
 
-def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibrated") -> tuple["Scoring", dict]:
+def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibrated",
+                gaps: tuple[float, ...] = GAP_GRID) -> tuple["Scoring", dict]:
     """The fusion weights, statistics and thresholds that serve `trials` best, and what they achieve.
 
     With two encoders the weight of the base encoder is chosen on a grid (0, 0.05, ..., 1), and
@@ -242,7 +243,7 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         fusion = Fusion.fit(trials.encoders, weights, nontarget)
         fused_enrolled = fusion.fuse(trials.enrolled)
         fused_strangers = np.where(trials.stranger_columns(), fusion.fuse(trials.strangers), -np.inf)
-        for gap in GAP_GRID if len(trials.speakers) > 1 else (0.0,):
+        for gap in gaps if len(trials.speakers) > 1 else (0.0,):
             rule = Scoring(fusion, None, None, source, {}, gap)
             choice, best_enrolled = rule.identification(fused_enrolled)
             best_stranger = rule.identification(fused_strangers)[1]
