@@ -221,7 +221,7 @@ def prepare(
     _write_journal_header(out, journal)
 
     with open(out / AUDIO_FILE, "ab") as cache, open(out / RECORDINGS_FILE, "a", newline="", encoding="utf-8") as log:
-        writer = csv.DictWriter(log, RECORDING_FIELDS)
+        writer = csv.DictWriter(log, RECORDING_FIELDS, lineterminator="\n")
         offset = cache.tell() // 2
         for source, decoded in _decode_all(pending, config.sample_rate, workers, progress):
             if isinstance(decoded, Rejection):
@@ -310,7 +310,7 @@ def _read_journal(out: Path, sources: list[Source]) -> list[dict]:
 def _write_journal_header(out: Path, rows: list[dict]) -> None:
     tmp = out / (RECORDINGS_FILE + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, RECORDING_FIELDS)
+        writer = csv.DictWriter(f, RECORDING_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, out / RECORDINGS_FILE)
@@ -405,7 +405,7 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
 def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")  # the csv module writes CRLF by default
         writer.writerow(header)
         writer.writerows(rows)
     os.replace(tmp, path)
@@ -455,9 +455,7 @@ class Corpus:
     def open(cls, path: str | Path) -> "Corpus":
         path = Path(path)
         if not (path / SUMMARY_FILE).is_file():
-            if (path / CONFIG_FILE).is_file():
-                raise CorpusError(f"{path} is an unfinished corpus; run `speakerid prepare` again to complete it")
-            raise CorpusError(f"{path} is not a prepared corpus (no {SUMMARY_FILE}); run `speakerid prepare DATA_DIR --out {path}`")
+            raise CorpusError(_not_a_corpus(path))
         try:
             summary = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))
             config = PrepareConfig(**summary["config"])
@@ -510,6 +508,21 @@ class Corpus:
         """A whole recording's int16 samples."""
         r = self.recordings[recording]
         return np.array(self.audio[r.offset : r.offset + r.samples])
+
+
+def _not_a_corpus(path: Path) -> str:
+    """Why `path` is no corpus, and the command that makes one without writing into the user's data."""
+    if (path / CONFIG_FILE).is_file():
+        return f"{path} is an unfinished corpus; run `speakerid prepare` again to complete it"
+    if not path.exists():
+        return f"{path} does not exist; make a corpus there first: speakerid prepare DATA_DIR --out {path}"
+    if not path.is_dir():
+        return f"{path} is a file, not a corpus folder; give the folder `speakerid prepare` wrote"
+    if any(is_audio_file(p) for p in path.rglob("*")):
+        corpus = f"{path.resolve().name}-corpus"
+        return (f"{path} holds recordings but is not a prepared corpus; prepare it first: "
+                f"speakerid prepare {path} --out {corpus}, then use {corpus}")
+    return f"{path} is not a prepared corpus (no {SUMMARY_FILE}); make one with: speakerid prepare DATA_DIR --out CORPUS"
 
 
 def _read_chunks(path: Path, recordings: dict[str, Recording]) -> dict[str, np.ndarray]:

@@ -105,8 +105,10 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.is_dir():
-        raise RunError(f"{path} is not a run directory; train one with `speakerid train CORPUS --out {path}`")
+    if path.is_file():
+        raise RunError(f"{path} is a file, not a run directory (the folder `speakerid train --out` wrote)")
+    if not path.exists():
+        raise RunError(f"{path}: no such run directory; check the path, or train one with `speakerid train CORPUS --out {path}`")
     config = read_json(path / CONFIG_FILE, "run configuration")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise RunError(f"{path / CONFIG_FILE} is not a speakerid run configuration (format {FORMAT!r} expected)")
