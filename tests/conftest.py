@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 DSP20 = DATA / "dsp20"
 FSDD = DATA / "fsdd"
+SO125 = DATA / "so125"
 
 
 def _require(path: Path) -> Path:
@@ -29,6 +30,11 @@ def dsp20() -> Path:
 @pytest.fixture(scope="session")
 def fsdd() -> Path:
     return _require(FSDD)
+
+
+@pytest.fixture(scope="session")
+def so125() -> Path:
+    return _require(SO125)
 
 
 def link_subset(source: Path, dest: Path, speakers: int, per_speaker: int | None = None, pattern: str = "*") -> Path:

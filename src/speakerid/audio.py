@@ -22,6 +22,7 @@ __all__ = [
     "load_audio",
     "load_pcm16",
     "decode_audio",
+    "resample",
     "to_int16",
     "write_wav",
 ]
@@ -80,6 +81,11 @@ def _decode(source, name: str, sample_rate: int, pcm16: bool) -> tuple[np.ndarra
         mono = _resample(mono, native_rate, sample_rate)
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     return (to_int16(mono) if pcm16 else mono), native_rate, channels
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Mono float32 audio at `rate_in` resampled to `rate_out` (as the loaders resample)."""
+    return audio if rate_in == rate_out else _resample(np.asarray(audio, dtype=np.float32), rate_in, rate_out)
 
 
 def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
