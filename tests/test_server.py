@@ -23,6 +23,7 @@ import pytest
 import soundfile as sf
 
 from speakerid.audio import SAMPLE_RATE, load_audio, to_int16
+from speakerid.encoders import GE2E_DEFAULT_THRESHOLD
 from speakerid.server import create_app
 
 from conftest import live_server
@@ -93,7 +94,8 @@ def test_health_openapi_and_page(service):
     health = service.client.get("/health").json()
     assert health["status"] == "ok" and health["encoder"].startswith("ge2e/")
     assert health["speakers"] == SPEAKERS
-    assert (health["threshold"], health["threshold_source"], health["calibration"]) == (0.87, "default (uncalibrated)", None)
+    assert (health["threshold"], health["threshold_source"], health["calibration"]) == (
+        GE2E_DEFAULT_THRESHOLD, "default (uncalibrated)", None)
     assert (health["token_required"], health["max_bytes"], health["max_seconds"]) == (True, MAX_BYTES, MAX_SECONDS)
 
     schema = service.client.get("/openapi.json").json()
@@ -132,7 +134,8 @@ def test_identify_held_out_clips(service, clips):
             print(f"\n{name} {seconds}-s clip: {answer['ranking']}")
             assert answer["ranking"][0]["speaker"] == name
             assert len(answer["ranking"]) == SPEAKERS
-            assert answer["threshold"] == 0.87 and answer["known"] == (answer["score"] >= 0.87)
+            assert answer["threshold"] == GE2E_DEFAULT_THRESHOLD
+            assert answer["known"] == (answer["score"] >= GE2E_DEFAULT_THRESHOLD)
             assert answer["speaker"] == (name if answer["known"] else "unknown")
     # the 8-s clips of these speakers all clear the (uncalibrated) default threshold
     assert all(identify(service.client, clips.eight[n]).json()["speaker"] == n for n in clips.names)
