@@ -77,27 +77,37 @@ def prepare(
     val: float = typer.Option(0.2, help="Fraction of each speaker's recordings for validation."),
     test: float = typer.Option(0.2, help="Fraction of each speaker's recordings for test."),
     seed: int = typer.Option(0, help="Seed of the split."),
+    speech_check: bool = typer.Option(True, "--speech-check/--no-speech-check",
+                                      help="Find the speech in every recording with the voice detector (slower)."),
+    min_speech: float = typer.Option(1.0, help="Report recordings holding fewer seconds of speech than this."),
+    drop_nonspeech: bool = typer.Option(False, "--drop-nonspeech", help="Leave out the recordings --min-speech reports."),
+    chunk_speech: float = typer.Option(0.0, help="Leave out chunks less than this share speech (0: keep every chunk; e.g. 0.2)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Decoding threads (default: all cores)."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "per decoding thread, for the voice detector"),
     force: bool = typer.Option(False, "--force", help="Delete an existing corpus at --out and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Decode, chunk and split DATA_DIR into a corpus (split by recording, stratified per speaker)."""
+    """Decode, screen for speech, chunk and split DATA_DIR into a corpus (split by recording, stratified per speaker)."""
     from speakerid.corpus import REJECTED_FILE, PrepareConfig, prepare as run_prepare
     from speakerid.progress import print_table
 
+    use_threads(threads)
     config = PrepareConfig(chunk_seconds=chunk, hop_seconds=hop, tail=tail, short=short,
-                           val_fraction=val, test_fraction=test, seed=seed)
+                           val_fraction=val, test_fraction=test, seed=seed, speech_check=speech_check,
+                           min_speech_seconds=min_speech, drop_nonspeech=drop_nonspeech, min_chunk_speech=chunk_speech)
     result = run_prepare(data_dir, out, config, workers=workers, force=force, progress=not quiet)
     s = result.summary
     rows = [[split, s["recordings_per_split"][split], s["chunks"][split]] for split in ("train", "validation", "test")]
-    typer.echo(f"{out}: {s['speakers']} speakers, {s['recordings']} recordings, {s['minutes']:.1f} min, "
+    speech = f" ({s['speech_minutes']:.1f} min of speech)" if s.get("speech_minutes") is not None else ""
+    typer.echo(f"{out}: {s['speakers']} speakers, {s['recordings']} recordings, {s['minutes']:.1f} min{speech}, "
                f"{chunk:g}-s chunks; {result.resumed} recordings were decoded already")
     print_table("", ["split", "recordings", "chunks"], rows)
     for note in s["notes"]:
         typer.secho(f"note: {note}", err=True)
+    for little in s["little_speech"][:10] if not drop_nonspeech else []:
+        typer.secho(f"little speech: {data_dir / little['recording']}: {little['speech_seconds']:.1f} s", err=True, fg="yellow")
     _report_rejected(result.rejected, out / REJECTED_FILE)
-    if result.rejected:
-        raise typer.Exit(EXIT_PARTIAL)
+    _exit_status(len(result.rejected), len(result.rejected) + s["recordings"])
 
 
 @app.command()
@@ -351,17 +361,25 @@ def identify(
         answer = lambda path: identifier.identify(path, top_k=top_k).to_dict()
         files = paths[1:]
     else:
+        from speakerid.identify import identify_enrolled
         from speakerid.registry import VoiceRegistry
 
         voices = VoiceRegistry(registry, model, device, create=False)
-        answer = lambda path: voices.identify(path, top_k=top_k, threshold=threshold).to_dict()
+        answer = lambda path: identify_enrolled(voices, path, top_k=top_k, threshold=threshold).to_dict()
         files = paths
     _answer_each(files, answer, as_json, _open_set_line if registry else _closed_set_line)
 
 
 def _closed_set_line(a: dict) -> str:
     others = "  ".join(f"{r['speaker']} ({r['probability']:.2f})" for r in a["ranking"][1:])
-    return f"{a['file']}: {a['speaker']} ({a['probability']:.2f})" + (f"   then {others}" if others else "")
+    warnings = []
+    if a["out_of_set"]:
+        similarity, threshold = score_and_threshold(a["similarity"], a["similarity_threshold"])
+        warnings.append(f"unlike every training speaker: similarity {similarity} < {threshold}")
+    if a["short"]:
+        warnings.append(f"short: {a['seconds']:.1f} s, less than one training chunk")
+    return (f"{a['file']}: {a['speaker']} ({a['probability']:.2f})" + (f"   then {others}" if others else "")
+            + "".join(f"   [{w}]" for w in warnings))
 
 
 def score_and_threshold(score: float, threshold: float) -> tuple[str, str]:

@@ -7,6 +7,8 @@
     metrics.csv        one row per epoch
     curves.png         training curves
     report.md, metrics.json, confusion.png   what `evaluate` wrote
+    profile.json       the training speakers' centroids in the embedding space, made by the first
+                       `identify` (speakerid.profile)
 
 Loading reads JSON and tensors only: a run file never executes code.
 """
@@ -36,8 +38,10 @@ CURVES_FILE = "curves.png"
 REPORT_FILE = "report.md"
 EVALUATION_FILE = "metrics.json"
 CONFUSION_FILE = "confusion.png"
+# written by the first `identify`
+PROFILE_FILE = "profile.json"
 RUN_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, CURVES_FILE,
-             REPORT_FILE, EVALUATION_FILE, CONFUSION_FILE)
+             REPORT_FILE, EVALUATION_FILE, CONFUSION_FILE, PROFILE_FILE)
 
 
 @dataclass

@@ -63,6 +63,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from speakerid import __version__
 from speakerid.audio import decode_audio
 from speakerid.errors import AudioError, RegistryError, SpeakerNameError
+from speakerid.identify import identify_enrolled
 from speakerid.registry import EnrollResult, VoiceRegistry, decision_threshold
 from speakerid.threads import INFERENCE_THREADS, use_threads
 
@@ -312,8 +313,7 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
         data, source = read(file)
         audio = decode(data, source)
         try:
-            with _labelled(source):
-                answer = voices.identify(audio, top_k)
+            answer = identify_enrolled(voices, audio, top_k, name=source)
         except RegistryError:
             raise ApiError(409, "no speakers enrolled", "nobody is enrolled yet; enroll speakers first (POST /enroll)") from None
         return answer.to_dict()
