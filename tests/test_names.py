@@ -7,10 +7,8 @@ import hashlib
 import io
 import re
 import sqlite3
-from pathlib import Path
-from urllib.parse import quote
-
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import httpx
 import numpy as np
