@@ -7,8 +7,8 @@ chunks' log-probabilities.
 A closed-set model names one of its speakers for anything, silence and noise included, so the
 answer is guarded (docs/benchmarks.md, "Non-speech and strangers"):
 - a recording in which the voice detector (`speakerid.vad`) hears no speech, or shorter than a
-  tenth of a training chunk (0.3 s for 3-s chunks: a clip that short was right 16 % of the time
-  at 0.5 s), is refused (AudioError), on every identify path (`require_speech`);
+  tenth of a training chunk (0.3 s for 3-s chunks, where answers were right 8 % of the time on
+  14 speakers: chance), is refused (AudioError), on every identify path (`require_speech`);
 - an answer for a recording shorter than one training chunk (zero-padded to one) says so (`short`);
 - an answer whose embedding lies far from every training speaker says so (`out_of_set`).
 """

@@ -313,7 +313,8 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
         data, source = read(file)
         audio = decode(data, source)
         try:
-            answer = identify_enrolled(voices, audio, top_k, name=source)
+            with _labelled(source):
+                answer = identify_enrolled(voices, audio, top_k)
         except RegistryError:
             raise ApiError(409, "no speakers enrolled", "nobody is enrolled yet; enroll speakers first (POST /enroll)") from None
         return answer.to_dict()
