@@ -174,3 +174,23 @@ def test_prepare_reports_and_drops_recordings_and_chunks_without_speech(dsp20, t
 
     skipped = prepare(data, tmp_path / "unchecked", PrepareConfig(speech_check=False), progress=False)
     assert skipped.summary["little_speech"] == [] and skipped.summary["speech_minutes"] is None
+
+
+def test_a_corpus_prepared_before_the_screening_resumes(dsp20, tmp_path):
+    import csv
+
+    data = link_subset(dsp20, tmp_path / "data", speakers=2, per_speaker=2)
+    prepare(data, tmp_path / "corpus", PrepareConfig(), progress=False)
+    # as an older speakerid wrote it: no screening settings, no speech column
+    config = json.loads((tmp_path / "corpus" / "corpus.json").read_text())
+    for key in ("speech_check", "min_speech_seconds", "drop_nonspeech", "min_chunk_speech"):
+        del config["config"][key]
+    (tmp_path / "corpus" / "corpus.json").write_text(json.dumps(config))
+    with open(tmp_path / "corpus" / "recordings.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(tmp_path / "corpus" / "recordings.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, [k for k in rows[0] if k != "speech"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    again = prepare(data, tmp_path / "corpus", PrepareConfig(), progress=False)
+    assert again.summary["recordings"] == 4 and again.summary["speech_minutes"] > 0

@@ -281,7 +281,7 @@ def _claim_output(out: Path, asked: dict, force: bool) -> None:
                 raise CorpusError(f"{out} holds files speakerid did not write ({', '.join(foreign[:3])}); not deleting them")
             for name in CORPUS_FILES:
                 (out / name).unlink(missing_ok=True)
-        elif previous != asked:
+        elif _with_new_settings(previous) != asked:
             raise CorpusError(
                 f"{out} was prepared from other data or with other settings; "
                 "pass --force to delete it and start over, or choose another --out"
@@ -290,6 +290,14 @@ def _claim_output(out: Path, asked: dict, force: bool) -> None:
             (out / SUMMARY_FILE).unlink(missing_ok=True)  # incomplete again until this run finishes
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG_FILE, asked)
+
+
+def _with_new_settings(previous):
+    """A corpus.json as written before the speech screening: its settings with the new ones at their
+    defaults, so that a corpus prepared with the same settings resumes (its recordings are screened)."""
+    if isinstance(previous, dict) and isinstance(previous.get("config"), dict):
+        return {**previous, "config": {**asdict(PrepareConfig()), **previous["config"]}}
+    return previous
 
 
 def _read_journal(out: Path, sources: list[Source]) -> list[dict]:
