@@ -16,8 +16,12 @@ import os
 from speakerid.errors import SpeakerIdError
 
 WAIT_POLICY = "PASSIVE"
-INFERENCE_THREADS = 1  # identify, enroll, verify, calibrate, serve (per request): one recording at a time
-TRAIN_THREADS: int | None = None  # train, evaluate, demo, export-images: torch's default, one per core
+# identify, enroll, verify, calibrate, serve (per request), prepare's voice detector: one thread never
+# collapsed under load (torch's default was 8-26x slower there) and was the fastest or close otherwise
+INFERENCE_THREADS = 1
+# train, evaluate, demo, export-images: torch's default (one per core), waiting passively: the fastest
+# steady choice on quiet cores, and 1.7x one thread under load
+TRAIN_THREADS: int | None = None
 
 
 def quiet_openmp() -> None:
