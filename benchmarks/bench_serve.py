@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 from speakerid.audio import SAMPLE_RATE, load_audio, to_int16
-from speakerid.registry import VoiceRegistry
+from speakerid.voices import VoiceRegistry
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsp20"
 CLIP_SECONDS = 5.0

@@ -113,10 +113,13 @@ def test_ge2e_identity(ge2e):
     assert 0 < ge2e.default_threshold < 1
 
 
-def test_ge2e_separates_speakers_and_its_default_threshold_rejects_others(ge2e, takes):
-    won, _, different = separation(ge2e, takes)
+def test_ge2e_separates_speakers_and_its_default_threshold_decides_both_ways(ge2e, takes):
+    won, same, different = separation(ge2e, takes)
     assert won >= 0.95
-    assert np.mean(different < ge2e.default_threshold) >= 0.9
+    # 8-s clips against each other: the uncalibrated fallback must accept same-speaker pairs and
+    # reject the others about equally well (0.75: 0 % / 25 %; the old 0.87 missed 75 % of same pairs)
+    half_total_error = (np.mean(same < ge2e.default_threshold) + np.mean(different >= ge2e.default_threshold)) / 2
+    assert half_total_error <= 0.2
 
 
 def test_run_encoder_separates_speakers_it_was_not_trained_on(run_encoder, dsp20):

@@ -38,7 +38,7 @@ def test_a_good_run_loads(run):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda d: shutil.rmtree(d), "not a run directory"),
+    (lambda d: shutil.rmtree(d), "no such run directory"),
     (lambda d: (d / "config.json").unlink(), "no config.json"),
     (lambda d: (d / "config.json").write_text("{not json"), "not readable run configuration"),
     (lambda d: (d / "config.json").write_text(json.dumps({"format": "something else"})), "not a speakerid run"),

@@ -184,7 +184,7 @@ def test_registries_refuse_an_encoder_they_do_not_know_and_identify_needs_speake
     test_encoder = SimpleNamespace(name="test/a", spec={"kind": "test"}, dim=3)
     registry.add("alice", [Enrollment("0" * 64, "a", np.zeros(3200, np.int16), {"test/a": np.eye(3)[0]})], test_encoder)
     with pytest.raises(RegistryError, match="registry records an encoder speakerid does not know"):
-        VoiceRegistry(tmp_path / "r.db").identify(np.zeros(16000, dtype=np.float32))
+        VoiceRegistry(tmp_path / "r.db").identify(next(iter(takes.values()))[0])
     with pytest.raises(RegistryError, match="no enrolled speakers"):
         VoiceRegistry(tmp_path / "empty.db").identify(next(iter(takes.values()))[0])
 

@@ -53,6 +53,8 @@ def decode_audio(data: bytes | BinaryIO, sample_rate: int = SAMPLE_RATE, name: s
 
 
 def _existing(path: str | Path) -> str:
+    if Path(path).is_dir():
+        raise AudioError(path, "is a folder, not an audio file; give the recordings inside it")
     if not Path(path).is_file():
         raise AudioError(path, "no such file")
     return str(path)

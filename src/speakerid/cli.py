@@ -1,8 +1,8 @@
 """The `speakerid` command line: parse options, call the public function of the same name, print.
 
 Heavy modules are imported inside the commands so that `speakerid --help` stays fast.
-Exit status: 0 done; 1 an error (one line on stderr, no traceback); 2 bad usage;
-3 done, but some inputs were rejected or failed (each one reported).
+Exit status: 0 done; 1 an error (one line on stderr, no traceback), or every input failed;
+2 bad usage; 3 done, but some inputs were rejected or failed (each one reported).
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.main
+from typer.core import TyperArgument, TyperOption
 
 from speakerid.errors import SpeakerIdError
+from speakerid.threads import INFERENCE_THREADS, TRAIN_THREADS, quiet_openmp, use_threads
 
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
@@ -25,6 +28,34 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from speakerid import __version__
+
+        typer.echo(f"speakerid {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+) -> None:
+    """Tell who is speaking: prepare corpora, train and evaluate models, identify speakers."""
+
+
+def _threads(default: int | None, what: str) -> int | None:
+    """The --threads option of a command that computes (see speakerid.threads and docs/benchmarks.md)."""
+    return typer.Option(default, "--threads", min=1, metavar="N",
+                        help=f"Torch threads {what} (default: {default or 'one per core'}).")
+
+
+def _exit_status(failed: int, total: int) -> None:
+    """Exit 1 when every input failed, 3 when some did; return when none did."""
+    if failed:
+        raise typer.Exit(EXIT_ERROR if failed >= total else EXIT_PARTIAL)
 
 
 def _report_rejected(rejected, where: Path | None = None, limit: int = 10) -> None:
@@ -46,27 +77,37 @@ def prepare(
     val: float = typer.Option(0.2, help="Fraction of each speaker's recordings for validation."),
     test: float = typer.Option(0.2, help="Fraction of each speaker's recordings for test."),
     seed: int = typer.Option(0, help="Seed of the split."),
+    speech_check: bool = typer.Option(True, "--speech-check/--no-speech-check",
+                                      help="Find the speech in every recording with the voice detector (slower)."),
+    min_speech: float = typer.Option(1.0, help="Report recordings holding fewer seconds of speech than this."),
+    drop_nonspeech: bool = typer.Option(False, "--drop-nonspeech", help="Leave out the recordings --min-speech reports."),
+    chunk_speech: float = typer.Option(0.0, help="Leave out chunks less than this share speech (0: keep every chunk; e.g. 0.2)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Decoding threads (default: all cores)."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "per decoding thread, for the voice detector"),
     force: bool = typer.Option(False, "--force", help="Delete an existing corpus at --out and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Decode, chunk and split DATA_DIR into a corpus (split by recording, stratified per speaker)."""
+    """Decode, screen for speech, chunk and split DATA_DIR into a corpus (split by recording, stratified per speaker)."""
     from speakerid.corpus import REJECTED_FILE, PrepareConfig, prepare as run_prepare
     from speakerid.progress import print_table
 
+    use_threads(threads)
     config = PrepareConfig(chunk_seconds=chunk, hop_seconds=hop, tail=tail, short=short,
-                           val_fraction=val, test_fraction=test, seed=seed)
+                           val_fraction=val, test_fraction=test, seed=seed, speech_check=speech_check,
+                           min_speech_seconds=min_speech, drop_nonspeech=drop_nonspeech, min_chunk_speech=chunk_speech)
     result = run_prepare(data_dir, out, config, workers=workers, force=force, progress=not quiet)
     s = result.summary
     rows = [[split, s["recordings_per_split"][split], s["chunks"][split]] for split in ("train", "validation", "test")]
-    typer.echo(f"{out}: {s['speakers']} speakers, {s['recordings']} recordings, {s['minutes']:.1f} min, "
+    speech = f" ({s['speech_minutes']:.1f} min of speech)" if s.get("speech_minutes") is not None else ""
+    typer.echo(f"{out}: {s['speakers']} speakers, {s['recordings']} recordings, {s['minutes']:.1f} min{speech}, "
                f"{chunk:g}-s chunks; {result.resumed} recordings were decoded already")
     print_table("", ["split", "recordings", "chunks"], rows)
     for note in s["notes"]:
         typer.secho(f"note: {note}", err=True)
+    for little in s["little_speech"][:10] if not drop_nonspeech else []:
+        typer.secho(f"little speech: {data_dir / little['recording']}: {little['speech_seconds']:.1f} s", err=True, fg="yellow")
     _report_rejected(result.rejected, out / REJECTED_FILE)
-    if result.rejected:
-        raise typer.Exit(EXIT_PARTIAL)
+    _exit_status(len(result.rejected), len(result.rejected) + s["recordings"])
 
 
 @app.command()
@@ -92,11 +133,13 @@ def demo(
     work: Path = typer.Argument(Path("work/demo"), help="Folder for the demo (it owns it: rebuilt on every run)."),
     speakers: int = typer.Option(8, help="Synthetic speakers."),
     epochs: int = typer.Option(12, help="Most training epochs."),
+    threads: Optional[int] = _threads(TRAIN_THREADS, "for training and scoring"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """The whole story on a built-in synthetic corpus: synth, prepare, train, evaluate, identify."""
     from speakerid.demo import demo as run_demo
 
+    use_threads(threads)
     result = run_demo(work, speakers=speakers, epochs=epochs, progress=not quiet, say=typer.echo)
     m, answer = result.metrics, result.identification
     verdict = "right" if answer.speaker == result.truth else f"wrong: it was {result.truth}"
@@ -119,12 +162,14 @@ def plot_mfcc(
     split: str = typer.Option("train", help="Split to draw chunks from."),
     seed: int = typer.Option(0, help="Seed of the random chunk choice."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "for the features"),
 ) -> None:
     """Draw one MFCC panel of a random chunk per speaker, in a grid."""
     from speakerid.corpus import Corpus
     from speakerid.features import FeatureConfig
     from speakerid.plots import plot_mfcc_grid
 
+    use_threads(threads)
     if out.suffix.lower() != ".png":
         raise SpeakerIdError(f"--out {out} must name a .png file")
     _refuse_existing(out, force)
@@ -169,6 +214,7 @@ def export_images(
     image_format: str = typer.Option("jpg", "--format", help="'jpg' (quality 95, as the original recipe) or 'png' (lossless)."),
     split: Optional[str] = typer.Option(None, help="Only this split (train, validation, test)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Threads making and encoding pictures (default: all cores)."),
+    threads: Optional[int] = _threads(TRAIN_THREADS, "for the features"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Write each chunk's MFCC as a size x size RGB image (the ResNet50 recipe's input). Resumes; never overwrites."""
@@ -176,6 +222,7 @@ def export_images(
     from speakerid.export import export_images as run_export
     from speakerid.features import FeatureConfig
 
+    use_threads(threads)
     written = run_export(Corpus.open(corpus), out, FeatureConfig(n_mfcc=n_mfcc), size=size,
                          image_format=image_format, split=split, workers=workers, progress=not quiet)
     typer.echo(f"wrote {written} images to {out}")
@@ -218,6 +265,7 @@ def train(
     option: list[str] = typer.Option([], "--option", help="A model option KEY=VALUE (repeatable), e.g. hidden=128."),
     workers: Optional[int] = typer.Option(None, help="DataLoader worker processes (default: 0 on CPU, 4 on CUDA)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: Optional[int] = _threads(TRAIN_THREADS, "per process on CPU"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run at --out from its last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Delete an existing run at --out and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -228,6 +276,7 @@ def train(
 
     import os
 
+    use_threads(threads)
     options = _parse_options(option)
     if trainable is not None:
         options["trainable"] = [s.strip() for s in trainable.split(",") if s.strip()]
@@ -253,11 +302,16 @@ def train(
     result = run_train(corpus, out, config, resume=resume, force=force, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    if result.stopped_by_time:
+        typer.echo(f"stopped after epoch {result.epochs_run} of {epochs}: --max-minutes {max_minutes:g} reached")
+    elif result.stopped_early:
+        typer.echo(f"stopped after epoch {result.epochs_run} of {epochs}: no better validation accuracy "
+                   f"for --patience {patience} epochs")
     if result.best_val_acc is None:
         typer.echo(f"trained {result.epochs_run} epochs (no validation split: kept the last); run in {out}")
     else:
         typer.echo(f"best validation accuracy {result.best_val_acc:.1%} at epoch {result.best_epoch} of "
-                   f"{result.epochs_run}{' (stopped early)' if result.stopped_early else ''}; run in {out}")
+                   f"{result.epochs_run}; run in {out}")
 
 
 @app.command()
@@ -267,6 +321,7 @@ def evaluate(
     split: str = typer.Option("test", help="Split to score: test, validation or train."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the report (default: the run directory)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: Optional[int] = _threads(TRAIN_THREADS, "for scoring on CPU"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -274,6 +329,7 @@ def evaluate(
     from speakerid.evaluation import evaluate as run_evaluate
     from speakerid.progress import print_table
 
+    use_threads(threads)
     metrics = run_evaluate(run, corpus, split=split, out=out, device=device, progress=not quiet)
     if as_json:
         import json
@@ -289,22 +345,31 @@ def evaluate(
 
 @app.command()
 def identify(
-    paths: list[Path] = typer.Argument(..., help="RUN FILE... (a trained run, then recordings), or FILE... with --registry."),
+    paths: list[Path] = typer.Argument(..., metavar="[RUN] FILE...",
+                                       help="A trained run, then recordings; or only recordings, with --registry."),
     registry: Optional[Path] = typer.Option(None, help="Identify among the speakers enrolled here (open set: may answer unknown)."),
     model: Optional[Path] = typer.Option(None, help="With --registry: the run whose embeddings the registry holds."),
     threshold: Optional[float] = typer.Option(None, help="With --registry: cosine threshold (default: the calibrated one)."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many speakers to list per file."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     engine: str = typer.Option("torch", help="With a run: 'torch', or 'onnx' (onnxruntime on the CPU; exports RUN/model.onnx once)."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "for each recording"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one entry per file)."),
 ) -> None:
     """Name the speaker of each recording (any length): with a trained run, or among enrolled speakers."""
+    from speakerid.audio import is_audio_file
+
+    use_threads(threads)
     if engine != "torch" and registry is not None:
         raise SpeakerIdError("--engine onnx scores with a trained run: speakerid identify RUN FILE... --engine onnx")
     if registry is None:
         if model is not None or threshold is not None:
             raise SpeakerIdError("--model and --threshold go with --registry; without it, give the run first: "
                                  "speakerid identify RUN FILE...")
+        if is_audio_file(paths[0]) or paths[0].is_file():
+            raise SpeakerIdError(f"{paths[0]} is a recording, not a run directory: give the run first "
+                                 "(speakerid identify RUN FILE...), or identify among enrolled speakers with "
+                                 "--registry REGISTRY")
         if len(paths) < 2:
             raise SpeakerIdError("give a run directory and at least one recording: speakerid identify RUN FILE...")
         from speakerid.identify import Identifier
@@ -323,13 +388,30 @@ def identify(
 
 def _closed_set_line(a: dict) -> str:
     others = "  ".join(f"{r['speaker']} ({r['probability']:.2f})" for r in a["ranking"][1:])
-    return f"{a['file']}: {a['speaker']} ({a['probability']:.2f})" + (f"   then {others}" if others else "")
+    warnings = []
+    if a["out_of_set"]:
+        similarity, threshold = score_and_threshold(a["similarity"], a["similarity_threshold"])
+        warnings.append(f"unlike every training speaker: similarity {similarity} < {threshold}")
+    if a["short"]:
+        warnings.append(f"short: {a['seconds']:.1f} s, less than one training chunk")
+    return (f"{a['file']}: {a['speaker']} ({a['probability']:.2f})" + (f"   then {others}" if others else "")
+            + "".join(f"   [{w}]" for w in warnings))
+
+
+def score_and_threshold(score: float, threshold: float) -> tuple[str, str]:
+    """Both numbers with 3 decimals, or as many more as it takes for a score under the threshold to print under it."""
+    for decimals in range(3, 7):
+        shown = f"{score:.{decimals}f}", f"{threshold:.{decimals}f}"
+        if (score < threshold) == (float(shown[0]) < float(shown[1])):
+            return shown
+    return shown
 
 
 def _open_set_line(a: dict) -> str:
     best = a["ranking"][0]
     if a["known"] is False:
-        head = f"unknown (closest {best['speaker']} {best['score']:.3f} < {a['threshold']:.3f}, {a['threshold_source']})"
+        score, threshold = score_and_threshold(a["score"], a["threshold"])
+        head = f"unknown (closest {best['speaker']} {score} < {threshold}, {a['threshold_source']})"
     else:
         head = f"{a['speaker']} ({a['score']:.3f})"
         if a["known"] is None:
@@ -339,7 +421,7 @@ def _open_set_line(a: dict) -> str:
 
 
 def _answer_each(files: list[Path], answer, as_json: bool, line) -> None:
-    """Answer every file; an unreadable one is reported and the others still get answers (exit 3)."""
+    """Answer every file; an unreadable one is reported and the others still get answers (exit 3; 1 if none did)."""
     import json
 
     from speakerid.errors import AudioError
@@ -359,24 +441,27 @@ def _answer_each(files: list[Path], answer, as_json: bool, line) -> None:
             typer.echo(line(result))
     if as_json:
         typer.echo(json.dumps(answers, indent=2, ensure_ascii=False))
-    if failed:
-        raise typer.Exit(EXIT_PARTIAL)
+    _exit_status(failed, len(files))
 
 
 @app.command()
 def enroll(
-    paths: list[Path] = typer.Argument(..., help="Recordings of --name, or (without --name) a folder of <speaker>/ folders."),
+    paths: list[Path] = typer.Argument(..., metavar="FILE...|FOLDER",
+                                       help="Recordings of --name, or (without --name) a folder of <speaker>/ folders."),
     registry: Path = typer.Option(..., help="Registry file (SQLite), created if missing."),
     name: Optional[str] = typer.Option(None, help="Speaker to enroll the recordings as."),
     model: Optional[Path] = typer.Option(None, help="A trained run whose embedding layer to use (default: pretrained GE2E)."),
     replace: bool = typer.Option(False, "--replace", help="Re-enroll: replace the speaker's earlier recordings."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "for each recording"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Add speakers to a registry from a few recordings each, without retraining."""
     from speakerid.progress import print_table
     from speakerid.voices import VoiceRegistry
 
+    use_threads(threads)
     voices = VoiceRegistry(registry, model)
+    enrolled_before = {s["name"] for s in voices.speakers()}
     if name is not None:
         results = [voices.enroll(name, paths, replace=replace)]
     elif len(paths) == 1 and paths[0].is_dir():
@@ -386,11 +471,14 @@ def enroll(
     print_table(f"{registry} ({', '.join(e.name for e in voices.encoders)})",
                 ["speaker", "added", "already enrolled", "failed", "recordings"],
                 [[r.speaker, r.added, len(r.skipped), len(r.failed), r.recordings] for r in results])
+    for r in results:
+        if r.speaker in enrolled_before and r.added:
+            typer.secho(f"note: {r.speaker} was enrolled already; " + ("--replace replaced their recordings" if replace else
+                        "these recordings were added to theirs (--replace replaces them)"), err=True)
     failed = [(f, why) for r in results for f, why in r.failed]
     for path, why in failed:
         typer.secho(f"rejected: {path}: {why}", err=True, fg="yellow")
-    if failed:
-        raise typer.Exit(EXIT_PARTIAL)
+    _exit_status(len(failed), sum(r.added + len(r.skipped) + len(r.failed) for r in results))
 
 
 @app.command()
@@ -400,6 +488,7 @@ def verify(
     registry: Optional[Path] = typer.Option(None, help="Use this registry's encoder and calibrated threshold."),
     model: Optional[Path] = typer.Option(None, help="A trained run whose embedding layer to use (default: pretrained GE2E)."),
     threshold: Optional[float] = typer.Option(None, help="Cosine threshold for 'same speaker'."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "for each recording"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Score whether two recordings share a speaker, and decide same or different."""
@@ -407,6 +496,7 @@ def verify(
 
     from speakerid.voices import verify as run_verify
 
+    use_threads(threads)
     result = run_verify(a, b, model=model, registry=registry, threshold=threshold).to_dict()
     if as_json:
         typer.echo(json.dumps({"a": str(a), "b": str(b), **result}, indent=2))
@@ -415,7 +505,8 @@ def verify(
         typer.echo(f"score {result['score']:.3f}: no threshold to decide with (pass --threshold or a calibrated --registry)")
     else:
         verdict = "same speaker" if result["same"] else "different speakers"
-        typer.echo(f"score {result['score']:.3f}: {verdict} (threshold {result['threshold']:.3f}, {result['threshold_source']})")
+        score, threshold = score_and_threshold(result["score"], result["threshold"])
+        typer.echo(f"score {score}: {verdict} (threshold {threshold}, {result['threshold_source']})")
 
 
 @app.command()
@@ -450,6 +541,7 @@ def calibrate(
     far: Optional[float] = typer.Option(None, help="Share of strangers the threshold may let in (default: the balanced point)."),
     plot: Optional[Path] = typer.Option(None, help="Where to draw the figures (default: beside the registry)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Measure and report, but store nothing."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "for each recording"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -457,6 +549,7 @@ def calibrate(
     from speakerid.calibration import calibrate as run_calibrate
     from speakerid.progress import print_table
 
+    use_threads(threads)
     plot = plot or registry.with_name(registry.stem + "-calibration.png")
     result = run_calibrate(registry, data_dir, model=model, far=far, out=plot, store=not dry_run, progress=not quiet)
     if as_json:
@@ -602,7 +695,8 @@ def diarize(
 
 @app.command()
 def serve(
-    registry: Path = typer.Option(..., help="Registry file (SQLite), created if missing."),
+    registry: Path = typer.Option(..., help="Registry file (SQLite); see --create."),
+    create: bool = typer.Option(False, "--create", help="Start an empty registry when --registry does not exist."),
     model: Optional[Path] = typer.Option(None, help="A trained run whose embedding layer to use (default: the registry's, or GE2E)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes the service to the network."),
     port: int = typer.Option(8000, help="TCP port."),
@@ -610,7 +704,7 @@ def serve(
     max_mb: float = typer.Option(20.0, help="Largest upload in MiB."),
     max_seconds: float = typer.Option(300.0, help="Longest upload in seconds of audio."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int = typer.Option(1, min=1, help="Torch threads per request (requests run concurrently)."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "per request (requests run concurrently)"),
     engine: str = typer.Option("torch", help="'torch', or 'onnx' to run --model RUN with onnxruntime (exports RUN/model.onnx once)."),
 ) -> None:
     """Serve identify, verify, enroll and the speaker list over HTTP, with a web page at /."""
@@ -619,12 +713,57 @@ def serve(
     if token is None:
         typer.secho("note: no --token: anyone who can reach the service can enroll and remove speakers", err=True)
     run_serve(registry, model=model, host=host, port=port, token=token, max_bytes=int(max_mb * 2**20),
-              max_seconds=max_seconds, device=device, threads=threads, engine=engine)
+              max_seconds=max_seconds, device=device, threads=threads, create=create, engine=engine)
+
+
+class _Argument(TyperArgument):
+    """An argument shown as users type it: DATA_DIR, FILE... (newer typer writes {data_dir} and <list[Path]>)."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or self.name.upper()
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw + ("..." if self.metavar is None and self.nargs != 1 else "")
+        return name if self.required else f"[{name}]"
+
+    def display_type_rich(self, ctx) -> None:
+        return None
+
+
+class _Flag(TyperOption):
+    """A flag shown without a value type (newer typer writes <bool> after it)."""
+
+    def display_type_rich(self, ctx) -> None:
+        return None
+
+
+def _plain(param):
+    if type(param) is TyperArgument:
+        param.__class__ = _Argument
+    elif type(param) is TyperOption and param.is_flag and not param.count:
+        param.__class__ = _Flag
+    return param
+
+
+def command():
+    """The click command behind `app`, its help written the way users type the command."""
+    root = typer.main.get_command(app)
+    todo = [root]
+    while todo:
+        cmd = todo.pop()
+        todo.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            _plain(param)
+        # -h/--help is made when help is asked for
+        cmd.get_help_option = lambda ctx, made=cmd.get_help_option: _plain(made(ctx))
+    return root
 
 
 def main() -> None:
+    quiet_openmp()  # before anything imports torch
     try:
-        code = app(standalone_mode=False)  # returns the code of a `typer.Exit` raised by a command
+        code = command()(standalone_mode=False)  # returns the code of a `typer.Exit` raised by a command
     except SpeakerIdError as err:
         typer.secho(f"error: {err}", err=True, fg="red")
         sys.exit(EXIT_ERROR)

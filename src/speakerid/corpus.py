@@ -4,13 +4,15 @@ A corpus directory holds:
 
     corpus.json      what was asked (data folder, chunking and split settings)
     audio.i16        every accepted recording, decoded once to 16 kHz mono int16, end to end
-    recordings.csv   where each recording lies in audio.i16 (a journal: appended as decoding goes)
+    recordings.csv   where each recording lies in audio.i16, and its speech regions (a journal: appended as decoding goes)
     chunks.csv       speaker, label, recording, start, end, split (samples, relative to the recording)
     labels.json      speaker names; a speaker's label is its index
     rejected.csv     files that were skipped, and why
     summary.json     counts per split and per speaker; written last, it marks the corpus complete
 
 Chunks are windows into the cache, never files. The split is by recording, stratified per speaker.
+The voice detector screens every recording (`speakerid.screening`): recordings with little or no
+speech are reported, and dropped when asked; chunks with too little speech can be dropped too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
+from speakerid import screening
 from speakerid.audio import SAMPLE_RATE, is_audio_file, load_pcm16
 from speakerid.errors import AudioError, CorpusError
 
@@ -43,7 +46,8 @@ REJECTED_FILE = "rejected.csv"
 SUMMARY_FILE = "summary.json"
 CORPUS_FILES = (CONFIG_FILE, AUDIO_FILE, RECORDINGS_FILE, CHUNKS_FILE, LABELS_FILE, REJECTED_FILE, SUMMARY_FILE)
 
-RECORDING_FIELDS = ("recording", "speaker", "offset", "samples", "source_rate", "channels", "size", "mtime_ns")
+RECORDING_FIELDS = ("recording", "speaker", "offset", "samples", "source_rate", "channels", "size", "mtime_ns", "speech")
+INT_FIELDS = RECORDING_FIELDS[2:8]
 CHUNK_FIELDS = ("speaker", "label", "recording", "start", "end", "split")
 
 
@@ -59,6 +63,10 @@ class PrepareConfig:
     test_fraction: float = 0.2
     seed: int = 0
     sample_rate: int = SAMPLE_RATE
+    speech_check: bool = True  # run the voice detector over every recording
+    min_speech_seconds: float = 1.0  # a recording with less speech is reported ("little or no speech")
+    drop_nonspeech: bool = False  # and left out of the corpus (listed in rejected.csv)
+    min_chunk_speech: float = 0.0  # fraction of a chunk that must be speech for the chunk to be kept; 0 keeps all
 
     def __post_init__(self):
         if not (math.isfinite(self.chunk_seconds) and self.chunk_samples >= 1):
@@ -74,6 +82,12 @@ class PrepareConfig:
                 raise CorpusError(f"{name.replace('_', ' ')} must lie in [0, 1), got {getattr(self, name)}")
         if self.val_fraction + self.test_fraction >= 1:
             raise CorpusError("validation and test fractions must leave something to train on")
+        if not (math.isfinite(self.min_speech_seconds) and self.min_speech_seconds >= 0):
+            raise CorpusError(f"the least speech a recording must hold is a number of seconds, 0 or more, got {self.min_speech_seconds}")
+        if not 0 <= self.min_chunk_speech <= 1:
+            raise CorpusError(f"the share of speech a chunk must hold lies in [0, 1], got {self.min_chunk_speech}")
+        if (self.drop_nonspeech or self.min_chunk_speech > 0) and not self.speech_check:
+            raise CorpusError("dropping recordings or chunks without speech needs the speech check; leave it on")
 
     @property
     def chunk_samples(self) -> int:
@@ -221,13 +235,13 @@ def prepare(
     _write_journal_header(out, journal)
 
     with open(out / AUDIO_FILE, "ab") as cache, open(out / RECORDINGS_FILE, "a", newline="", encoding="utf-8") as log:
-        writer = csv.DictWriter(log, RECORDING_FIELDS)
+        writer = csv.DictWriter(log, RECORDING_FIELDS, lineterminator="\n")
         offset = cache.tell() // 2
-        for source, decoded in _decode_all(pending, config.sample_rate, workers, progress):
+        for source, decoded in _decode_all(pending, config.sample_rate, workers, progress, config.speech_check):
             if isinstance(decoded, Rejection):
                 rejected.append(decoded)
                 continue
-            samples, source_rate, channels = decoded
+            samples, source_rate, channels, speech = decoded
             if len(samples) < config.chunk_samples and config.short == "reject":
                 seconds = len(samples) / config.sample_rate
                 rejected.append(Rejection(str(source.path), f"shorter than one chunk ({seconds:.2f} s < {config.chunk_seconds:g} s)"))
@@ -238,6 +252,7 @@ def prepare(
             row = {
                 "recording": source.recording, "speaker": source.speaker, "offset": offset, "samples": len(samples),
                 "source_rate": source_rate, "channels": channels, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "speech": speech,
             }
             writer.writerow(row)
             log.flush()
@@ -266,7 +281,7 @@ def _claim_output(out: Path, asked: dict, force: bool) -> None:
                 raise CorpusError(f"{out} holds files speakerid did not write ({', '.join(foreign[:3])}); not deleting them")
             for name in CORPUS_FILES:
                 (out / name).unlink(missing_ok=True)
-        elif previous != asked:
+        elif _with_new_settings(previous) != asked:
             raise CorpusError(
                 f"{out} was prepared from other data or with other settings; "
                 "pass --force to delete it and start over, or choose another --out"
@@ -275,6 +290,14 @@ def _claim_output(out: Path, asked: dict, force: bool) -> None:
             (out / SUMMARY_FILE).unlink(missing_ok=True)  # incomplete again until this run finishes
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG_FILE, asked)
+
+
+def _with_new_settings(previous):
+    """A corpus.json as written before the speech screening: its settings with the new ones at their
+    defaults, so that a corpus prepared with the same settings resumes (its recordings are screened)."""
+    if isinstance(previous, dict) and isinstance(previous.get("config"), dict):
+        return {**previous, "config": {**asdict(PrepareConfig()), **previous["config"]}}
+    return previous
 
 
 def _read_journal(out: Path, sources: list[Source]) -> list[dict]:
@@ -290,8 +313,9 @@ def _read_journal(out: Path, sources: list[Source]) -> list[dict]:
     with open(log, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             try:
-                row = {**row, **{k: int(row[k]) for k in RECORDING_FIELDS[2:]}}
-            except (TypeError, ValueError):
+                row = {**row, **{k: int(row[k]) for k in INT_FIELDS}, "speech": row["speech"] or ""}
+                screening.decode(row["speech"])
+            except (TypeError, ValueError, KeyError):
                 break  # a line torn by an interruption: everything after it is redone
             if row["offset"] + row["samples"] > cache_samples:
                 break
@@ -310,26 +334,29 @@ def _read_journal(out: Path, sources: list[Source]) -> list[dict]:
 def _write_journal_header(out: Path, rows: list[dict]) -> None:
     tmp = out / (RECORDINGS_FILE + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, RECORDING_FIELDS)
+        writer = csv.DictWriter(f, RECORDING_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, out / RECORDINGS_FILE)
 
 
-def _decode_all(pending: list[Source], sample_rate: int, workers: int | None, progress: bool) -> Iterator:
-    """Yield (source, (samples, rate, channels) | Rejection) in order, decoding on a thread pool."""
+def _decode_all(pending: list[Source], sample_rate: int, workers: int | None, progress: bool,
+                speech_check: bool = False) -> Iterator:
+    """Yield (source, (samples, rate, channels, speech regions as text) | Rejection) in order, decoding
+    (and screening for speech) on a thread pool."""
     from speakerid.progress import progress_bar
 
     def work(source: Source):
         try:
-            return load_pcm16(source.path, sample_rate)
+            samples, rate, channels = load_pcm16(source.path, sample_rate)
+            return samples, rate, channels, screening.encode(screening.detect(samples, sample_rate)) if speech_check else ""
         except AudioError as err:
             return Rejection(str(source.path), err.reason)
         except Exception as err:  # a decoder bug must not lose the rest of the job
             return Rejection(str(source.path), f"{type(err).__name__}: {err}")
 
     workers = max(1, workers or os.cpu_count() or 1)
-    with progress_bar("decoding", total=len(pending), enabled=progress) as advance:
+    with progress_bar("decoding and screening" if speech_check else "decoding", total=len(pending), enabled=progress) as advance:
         if workers == 1 or len(pending) < 2:
             results = map(work, pending)
             for source in pending:
@@ -352,6 +379,15 @@ def _decode_all(pending: list[Source], sample_rate: int, workers: int | None, pr
 def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict], rejected: list[Rejection],
             seconds: float, resumed: int) -> dict:
     """Plan chunks, split, and write the manifest, labels, rejections and summary."""
+    regions = {row["recording"]: screening.decode(row["speech"]) for row in journal}
+    speech = {r: screening.seconds(found) for r, found in regions.items()}
+    little = [row for row in journal if config.speech_check and speech[row["recording"]] < config.min_speech_seconds]
+    if config.drop_nonspeech:
+        for row in little:
+            rejected.append(Rejection(str(data_dir / row["recording"]), f"holds {speech[row['recording']]:.1f} s of speech, "
+                                      f"less than {config.min_speech_seconds:g} s (left out: --drop-nonspeech)"))
+        dropped = {row["recording"] for row in little}
+        journal = [row for row in journal if row["recording"] not in dropped]
     by_speaker: dict[str, list[str]] = {}
     for row in journal:
         by_speaker.setdefault(row["speaker"], []).append(row["recording"])
@@ -360,10 +396,17 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
     split_of = split_recordings(by_speaker, config)
 
     chunk_rows = []
+    silent_chunks = 0
     per_speaker = {s: {"recordings": {k: 0 for k in SPLITS}, "chunks": {k: 0 for k in SPLITS}} for s in speakers}
     for row in sorted(journal, key=lambda r: r["recording"]):
         split = split_of[row["recording"]]
         windows = plan_chunks(row["samples"], config)
+        if config.min_chunk_speech > 0:
+            rate, found = config.sample_rate, regions[row["recording"]]
+            kept = [(a, b) for a, b in windows
+                    if screening.covered(found, a / rate, min(b, row["samples"]) / rate) >= config.min_chunk_speech * config.chunk_seconds]
+            silent_chunks += len(windows) - len(kept)
+            windows = kept
         per_speaker[row["speaker"]]["recordings"][split] += 1
         per_speaker[row["speaker"]]["chunks"][split] += len(windows)
         for start, end in windows:
@@ -381,7 +424,13 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
         elif n == 2:
             notes.append(f"{speaker}: two recordings, one for training and one for test (none for validation)")
         if sum(per_speaker[speaker]["chunks"].values()) == 0:
-            notes.append(f"{speaker}: no chunks (every recording shorter than one chunk)")
+            notes.append(f"{speaker}: no chunks (every recording shorter than one chunk" +
+                         (", or without enough speech)" if config.min_chunk_speech > 0 else ")"))
+    if little and not config.drop_nonspeech:
+        notes.append(f"{len(little)} recordings hold less than {config.min_speech_seconds:g} s of speech (summary.json lists "
+                     "them under little_speech); --drop-nonspeech leaves them out")
+    if silent_chunks:
+        notes.append(f"{silent_chunks} chunks with less than {config.min_chunk_speech:.0%} speech were left out")
     total_samples = sum(row["samples"] for row in journal)
     summary = {
         "format": FORMAT,
@@ -390,6 +439,10 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
         "speakers": len(speakers),
         "recordings": len(journal),
         "minutes": round(total_samples / config.sample_rate / 60, 3),
+        "speech_minutes": round(sum(speech[row["recording"]] for row in journal) / 60, 3) if config.speech_check else None,
+        "little_speech": [{"recording": row["recording"], "speech_seconds": round(speech[row["recording"]], 3)}
+                          for row in little],
+        "chunks_without_speech": silent_chunks,
         "chunks": {k: sum(p["chunks"][k] for p in per_speaker.values()) for k in SPLITS},
         "recordings_per_split": {k: sum(p["recordings"][k] for p in per_speaker.values()) for k in SPLITS},
         "rejected": len(rejected),
@@ -405,7 +458,7 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
 def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")  # the csv module writes CRLF by default
         writer.writerow(header)
         writer.writerows(rows)
     os.replace(tmp, path)
@@ -455,9 +508,7 @@ class Corpus:
     def open(cls, path: str | Path) -> "Corpus":
         path = Path(path)
         if not (path / SUMMARY_FILE).is_file():
-            if (path / CONFIG_FILE).is_file():
-                raise CorpusError(f"{path} is an unfinished corpus; run `speakerid prepare` again to complete it")
-            raise CorpusError(f"{path} is not a prepared corpus (no {SUMMARY_FILE}); run `speakerid prepare DATA_DIR --out {path}`")
+            raise CorpusError(_not_a_corpus(path))
         try:
             summary = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))
             config = PrepareConfig(**summary["config"])
@@ -510,6 +561,21 @@ class Corpus:
         """A whole recording's int16 samples."""
         r = self.recordings[recording]
         return np.array(self.audio[r.offset : r.offset + r.samples])
+
+
+def _not_a_corpus(path: Path) -> str:
+    """Why `path` is no corpus, and the command that makes one without writing into the user's data."""
+    if (path / CONFIG_FILE).is_file():
+        return f"{path} is an unfinished corpus; run `speakerid prepare` again to complete it"
+    if not path.exists():
+        return f"{path} does not exist; make a corpus there first: speakerid prepare DATA_DIR --out {path}"
+    if not path.is_dir():
+        return f"{path} is a file, not a corpus folder; give the folder `speakerid prepare` wrote"
+    if any(is_audio_file(p) for p in path.rglob("*")):
+        corpus = f"{path.resolve().name}-corpus"
+        return (f"{path} holds recordings but is not a prepared corpus; prepare it first: "
+                f"speakerid prepare {path} --out {corpus}, then use {corpus}")
+    return f"{path} is not a prepared corpus (no {SUMMARY_FILE}); make one with: speakerid prepare DATA_DIR --out CORPUS"
 
 
 def _read_chunks(path: Path, recordings: dict[str, Recording]) -> dict[str, np.ndarray]:

@@ -52,11 +52,16 @@ GE2E_HIDDEN = 256
 GE2E_CPU_BATCH = 32  # partials per LSTM batch
 GE2E_GPU_BATCH = 512
 GE2E_LAYERS = 3
-# The equal-error-rate threshold of GE2E cosine scores between whole dsp20 recordings (20 speakers x 5 takes
-# of ~41 s; 200 same-speaker and 4750 different-speaker pairs; EER 0.5 % at 0.872). Scores fall with
-# duration (the same measure gives 0.818 on 10-s clips and 0.685 on 3-s clips), so this is only a
-# fallback for a registry not yet calibrated on its own recordings.
-GE2E_DEFAULT_THRESHOLD = 0.87
+# The fallback for a registry not yet calibrated on its own recordings: the equal-error-rate threshold
+# (0.747) of identify trials of ordinary lengths pooled (a reference of 3-8 recordings against one
+# trial: so125 read sentences of ~3.6 s, dsp20 clips of 3, 5 and 10 s; 1,500 target and 81,000
+# non-target trials; benchmarks/bench_default_threshold.py, docs/benchmarks.md). Scores grow with
+# duration, so no one value fits every length: at 0.75 misses are 2 % on sentences and 15 % on 3-s
+# clips, false accepts 4-7 % on sentences and 5-s clips and 20 % on 10-s clips; single clips scored
+# against each other (verify) miss more (22 % on sentences). Calibrating (`speakerid calibrate`) on
+# recordings as long as those identified replaces it. (The old 0.87 was the EER of whole 41-s takes,
+# and called 46 % of genuine sentences "unknown".)
+GE2E_DEFAULT_THRESHOLD = 0.75
 INT16_MAX = 32767  # resemblyzer scales by 2**15 - 1, not 2**15
 
 

@@ -30,5 +30,9 @@ class RegistryError(SpeakerIdError):
     """A speaker registry that cannot do what was asked (unknown speaker, encoder mismatch, ...)."""
 
 
+class SpeakerNameError(RegistryError):
+    """A speaker name that breaks the naming rule (see `speakerid.registry`)."""
+
+
 class ModelError(SpeakerIdError):
     """A model that cannot be built or loaded as asked (unknown name, weights that do not fit)."""

@@ -22,9 +22,27 @@ def _pyplot():
     return plt
 
 
+def _save(fig, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    _pyplot().close(fig)
+    return out
+
+
 def plot_mfcc_grid(corpus: "Corpus", out: str | Path, features: "FeatureConfig | None" = None, seed: int = 0,
                    split: str = "train") -> Path:
     """One MFCC panel per speaker, each of a randomly chosen chunk of that speaker (the report's classic figure)."""
+    return _save(_mfcc_figure(corpus, features, seed, split), out)
+
+
+def _mfcc_figure(corpus: "Corpus", features: "FeatureConfig | None" = None, seed: int = 0, split: str = "train"):
+    """The figure of `plot_mfcc_grid`.
+
+    Coefficient 0 (the frame's log energy) is left out: it is an order of magnitude larger than
+    the others and would take the whole colour scale. Every panel shares one scale, shown by the
+    colour bar, so that panels compare.
+    """
     import torch
 
     from speakerid.features import FeatureConfig, build_frontend
@@ -33,43 +51,57 @@ def plot_mfcc_grid(corpus: "Corpus", out: str | Path, features: "FeatureConfig |
     frontend = build_frontend(features)
     rng = np.random.default_rng(seed)
     in_split = corpus.split_indices(split)
-    plt = _pyplot()
     n = len(corpus.labels)
+    panels: list[np.ndarray | None] = []
+    for label in range(n):
+        own = in_split[corpus.chunk_label[in_split] == label]
+        if len(own) == 0:
+            panels.append(None)
+            continue
+        chunk = corpus.chunk_audio(int(rng.choice(own)))
+        with torch.no_grad():
+            panels.append(frontend(torch.from_numpy(chunk))[0].numpy()[1:])
+    drawn = [p for p in panels if p is not None]
+    # MFCCs are signed: a scale centred on 0, its limit robust (a click in one chunk does not flatten the others)
+    limit = float(np.percentile(np.abs(np.concatenate([p.ravel() for p in drawn])), 98)) if drawn else 1.0
+
+    plt = _pyplot()
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1, 2.4 * rows), squeeze=False, constrained_layout=True)
     seconds = corpus.chunk_samples / corpus.sample_rate
+    image = None
     for label, ax in enumerate(axes.flat):
         if label >= n:
             ax.axis("off")
             continue
-        own = in_split[corpus.chunk_label[in_split] == label]
         ax.set_title(corpus.labels[label], fontsize=9)
-        if len(own) == 0:
+        if panels[label] is None:
             ax.text(0.5, 0.5, f"no {split} chunks", ha="center", va="center", transform=ax.transAxes)
             ax.set_xticks([]), ax.set_yticks([])
             continue
-        chunk = corpus.chunk_audio(int(rng.choice(own)))
-        with torch.no_grad():
-            mfcc = frontend(torch.from_numpy(chunk))[0].numpy()
-        # c0 dwarfs the other coefficients; robust limits keep the speaker's structure visible.
-        low, high = np.percentile(mfcc, [2, 98])
-        ax.imshow(mfcc, origin="lower", aspect="auto", cmap="viridis", vmin=low, vmax=high,
-                  extent=(0, seconds, 0, mfcc.shape[0]))
+        mfcc = panels[label]
+        image = ax.imshow(mfcc, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                          extent=(0, seconds, 0.5, mfcc.shape[0] + 0.5))
         ax.set_xlabel("time (s)", fontsize=8)
-        ax.set_ylabel("MFCC", fontsize=8)
+        ax.set_ylabel("coefficient", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{features.n_features} MFCCs of one random {seconds:g}-s {split} chunk per speaker")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="MFCC value (the largest 2 % clipped)")
+    fig.suptitle(f"MFCCs 1-{features.n_features - 1} (coefficient 0, the log energy, left out) "
+                 f"of one random {seconds:g}-s {split} chunk per speaker")
+    return fig
 
 
 def plot_curves(history: list[dict], out: str | Path) -> Path:
     """Loss and accuracy per epoch, train and validation side by side."""
+    return _save(_curves_figure(history), out)
+
+
+def _curves_figure(history: list[dict]):
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [row["epoch"] for row in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for ax, metric in ((loss_ax, "loss"), (acc_ax, "acc")):
@@ -79,14 +111,12 @@ def plot_curves(history: list[dict], out: str | Path) -> Path:
                 ax.plot(epochs, [float("nan") if v is None else v for v in values], style, ms=3,
                         label="validation" if split == "val" else split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("cross-entropy" if metric == "loss" else "accuracy")
         ax.grid(alpha=0.3)
         ax.legend()
     acc_ax.set_ylim(0, 1.02)
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def plot_confusion(confusion: np.ndarray, labels: list[str], out: str | Path, title: str = "") -> Path:
@@ -109,10 +139,7 @@ def plot_confusion(confusion: np.ndarray, labels: list[str], out: str | Path, ti
                     color="white" if share[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true speaker's chunks")
     ax.set_title(title)
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_calibration(result, out: str | Path) -> Path:
@@ -147,33 +174,44 @@ def plot_calibration(result, out: str | Path) -> Path:
     _, far, frr = det_curve(curve["targets"], curve["nontargets"])
     marks = {f"EER {report['eer']:.2%} (threshold {report['eer_threshold']:.3f})": (report["eer"], report["eer"])}
     _draw_det(det_ax, far, frr, marks, f"pairwise verification, {' + '.join(result.encoders)}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
-def _draw_det(ax, far: np.ndarray, frr: np.ndarray, marks: dict[str, tuple[float, float]] | None, title: str) -> None:
+def _draw_det(ax, far: np.ndarray, frr: np.ndarray, marks: dict[str, tuple[float, float]] | None = None,
+              title: str = "") -> None:
+    """A DET curve on `ax`: miss rate against false-accept rate on probit (normal-deviate) axes; `marks`
+    labels (far, frr) points.
+
+    A rate of 0 has no probit: it is drawn on a line of its own, labelled "0", below the smallest
+    rate the trials could measure, so that a curve with an EER of 0 runs along it in sight
+    rather than vanishing into the frame. Rates above 90 % are drawn at the top edge.
+    """
     from statistics import NormalDist
 
-    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
-    low, high = 0.0005, 0.9
+    ticks = np.array([0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])  # 0.2 % and 0.5 % only as minor ticks
+    high = 0.9
+    rates = np.concatenate([np.ravel(far), np.ravel(frr), [v for mark in (marks or {}).values() for v in mark]])
+    smallest = min([0.001, *rates[rates > 0]])
+    zero = min(0.0002, smallest / 3)  # where rates of 0 lie
     probit = np.vectorize(NormalDist().inv_cdf)
 
     def axis(rate):
-        # Rates of 0 or 1 have no probit: they are drawn on the plot's edge.
-        return probit(np.clip(np.asarray(rate, dtype=float), low, high))
+        rate = np.asarray(rate, dtype=float)
+        return np.where(rate > 0, probit(np.clip(rate, zero, high)), probit(zero))
 
-    ax.plot(axis(far), axis(frr), "-", lw=1.5, label="DET")
-    ax.plot(axis([low, high]), axis([low, high]), ":", color="grey", lw=0.8, label="FAR = miss rate")
+    ax.plot(axis(far), axis(frr), "-", lw=1.5, label="DET", clip_on=False)
+    ax.plot(axis([zero, high]), axis([zero, high]), ":", color="grey", lw=0.8, label="FAR = miss rate")
     for (label, (x, y)), style in zip((marks or {}).items(), ("o", "s", "^", "D", "v")):
-        ax.plot(axis(x), axis(y), style, ms=7, label=label)
-    labels = [f"{t:.1%}".replace(".0%", "%") for t in ticks]
-    ax.set_xticks(axis(ticks), labels, fontsize=8)
-    ax.set_yticks(axis(ticks), labels, fontsize=8)
-    ax.set_xlim(axis(low), axis(high))
-    ax.set_ylim(axis(low), axis(high))
+        ax.plot(axis(x), axis(y), style, ms=7, label=label, clip_on=False)
+    positions = np.concatenate([[probit(zero)], axis(ticks)])
+    labels = ["0"] + [f"{t:.1%}".replace(".0%", "%") for t in ticks]
+    minor = axis([0.002, 0.005])
+    for set_ticks in (ax.set_xticks, ax.set_yticks):
+        set_ticks(positions, labels, fontsize=8)
+        set_ticks(minor, minor=True)
+    edge = probit(zero) - 0.15
+    ax.set_xlim(edge, probit(high))
+    ax.set_ylim(edge, probit(high))
     ax.set_xlabel("false-accept rate")
     ax.set_ylabel("miss rate")
     ax.grid(alpha=0.3)
@@ -205,8 +243,4 @@ def plot_timeline(recordings: list, out: str | Path) -> Path:
         ax.set_title(f"{Path(result.file).name}: {len(speakers)} speakers" + ("" if result.turns else " (no speech found)"),
                      fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("seconds")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)

@@ -8,7 +8,12 @@ from typing import Callable, Iterator
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A context that yields `advance(n=1)`; draws a bar on stderr when `enabled`."""
+    """A context that yields `advance(n=1)`; draws a bar on stderr when `enabled`.
+
+    Work that ends early without an error (training stopped by its patience or time limit)
+    leaves a full bar of what was done, not one stuck at 95/150; an error or Ctrl-C leaves it
+    where it stopped.
+    """
     if not enabled:
         yield lambda n=1: None
         return
@@ -19,6 +24,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+        bar.update(task, total=bar.tasks[0].completed)
 
 
 def print_table(title: str, columns: list[str], rows: list[list]) -> None:

@@ -101,13 +101,35 @@ def reference(vectors: np.ndarray) -> np.ndarray:
     return (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
 
 
+NAME_MAX = 64  # characters
+NAME_RULE = (f"a speaker name is 1 to {NAME_MAX} characters with at least one letter or digit, "
+             "without '/', '\\', tabs, line breaks or other control characters")
+
+
 def check_name(name: str) -> str:
-    """A speaker name as stored (surrounding blanks removed), or RegistryError saying what is wrong."""
+    """The name to enroll under (surrounding spaces dropped), or SpeakerNameError saying which part of NAME_RULE it breaks.
+
+    Only names being enrolled or renamed to are checked: a name stored before the rule still
+    identifies, lists, renames and removes as it is.
+    """
+    import unicodedata
+
+    from speakerid.errors import SpeakerNameError
+
     name = name.strip() if isinstance(name, str) else ""
+    shown = repr(name if len(name) <= 40 else name[:40] + "...")
     if not name:
-        raise RegistryError("a speaker name must not be empty")
+        raise SpeakerNameError(f"a speaker name must not be empty; {NAME_RULE}")
+    if len(name) > NAME_MAX:
+        raise SpeakerNameError(f"the speaker name {shown} is {len(name)} characters long; {NAME_RULE}")
+    bad = [c for c in name if c in "/\\" or unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn", "Zl", "Zp")
+           or (unicodedata.category(c) == "Cf" and c not in "\u200c\u200d")]  # joiners belong in some scripts
+    if bad:
+        raise SpeakerNameError(f"the speaker name {shown} holds {', '.join(dict.fromkeys(map(repr, bad)))}; {NAME_RULE}")
+    if not any(c.isalnum() for c in name):
+        raise SpeakerNameError(f"the speaker name {shown} has no letter or digit; {NAME_RULE}")
     if name.lower() == UNKNOWN:
-        raise RegistryError(f"{name!r} is the answer for voices nobody enrolled and cannot be a speaker's name; choose another")
+        raise SpeakerNameError(f"{name!r} is the answer for voices nobody enrolled and cannot be a speaker's name; choose another")
     return name
 
 

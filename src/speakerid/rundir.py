@@ -8,6 +8,8 @@
     curves.png         training curves
     report.md, metrics.json, confusion.png   what `evaluate` wrote
     model.onnx         the ONNX export, when `export-onnx` or `--engine onnx` made one
+    profile.json       the training speakers' centroids in the embedding space, made by the first
+                       `identify` (speakerid.profile)
 
 Loading reads JSON and tensors only: a run file never executes code.
 """
@@ -38,8 +40,9 @@ REPORT_FILE = "report.md"
 EVALUATION_FILE = "metrics.json"
 CONFUSION_FILE = "confusion.png"
 ONNX_FILE = "model.onnx"  # written by `export-onnx` (default) and `--engine onnx`
+PROFILE_FILE = "profile.json"  # written by the first `identify`
 RUN_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, CURVES_FILE,
-             REPORT_FILE, EVALUATION_FILE, CONFUSION_FILE, ONNX_FILE)
+             REPORT_FILE, EVALUATION_FILE, CONFUSION_FILE, ONNX_FILE, PROFILE_FILE)
 
 
 @dataclass
@@ -107,8 +110,10 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.is_dir():
-        raise RunError(f"{path} is not a run directory; train one with `speakerid train CORPUS --out {path}`")
+    if path.is_file():
+        raise RunError(f"{path} is a file, not a run directory (the folder `speakerid train --out` wrote)")
+    if not path.exists():
+        raise RunError(f"{path}: no such run directory; check the path, or train one with `speakerid train CORPUS --out {path}`")
     config = read_json(path / CONFIG_FILE, "run configuration")
     labels = read_json(path / LABELS_FILE, "speaker labels")
     weights = path / WEIGHTS_FILE

@@ -1,8 +1,9 @@
 """server: speakerid over HTTP, with a small web page.
 
 Endpoints: `POST /identify`, `POST /verify`, `POST /enroll`, `POST /diarize`, `GET /speakers`,
-`DELETE /speakers/{name}`, `GET /health`, the page at `GET /` and the API's description at
-`GET /openapi.json` (no /docs or /redoc: they load their JavaScript from a CDN).
+`DELETE /speakers/{name}`, `GET /health`, the page at `GET /` (and its icon at
+`/favicon.ico`) and the API's description at `GET /openapi.json` (no /docs or /redoc: they
+load their JavaScript from a CDN).
 
 Uploads are multipart/form-data. The encoder loads once, when the app is made; requests run
 concurrently in FastAPI's thread pool (the registry gives each thread its own SQLite connection,
@@ -15,7 +16,23 @@ Every error a client can cause is answered with a 4xx status and the JSON body
 speaker or path, 409 nobody enrolled (or another registry conflict), 413 a request body over
 `max_bytes` (counted while it arrives) or a recording whose header declares more than
 `max_seconds` (or more samples than `max_seconds` of 48-kHz stereo), 415 a POST body that is not
-multipart/form-data, 422 unreadable audio, audio without enough speech, or a missing field.
+multipart/form-data, 422 unreadable audio, audio without enough speech, an invalid speaker name,
+or a missing field.
+
+Choices, the same as the command line's where both do a thing:
+- `POST /enroll` with a name already enrolled adds the recordings to that speaker (`replace`
+  drops the earlier ones instead); the answer's `created` says whether the speaker is new.
+- `POST /enroll` enrolls the files it can and lists the others in `failed` with their reasons
+  (200); only when no file could be used is it refused (422, every file's reason). Limits are
+  the service's: a body or recording over them refuses the whole request (413).
+- `POST /verify` names the file (a or b, by its file name) that could not be used.
+- `DELETE /speakers/{name}` takes the name percent-encoded, so any name can be removed, a
+  "/" inside it included (written before names were checked).
+- `GET /health` is open: it shows what a client needs to read the answers (encoder, threshold
+  and how it was calibrated, limits), never a path on the server's disk.
+- `create_app` creates a missing registry (as `VoiceRegistry` does); `serve`, like
+  `speakerid serve`, refuses a missing one unless `create`, so that a mistyped path is not
+  served as an empty registry.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the annotations of the endpoints,
@@ -36,7 +53,7 @@ import torch
 import uvicorn
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.datastructures import Headers
@@ -45,7 +62,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from speakerid import __version__
 from speakerid.audio import decode_audio
-from speakerid.errors import AudioError, RegistryError
+from speakerid.errors import AudioError, RegistryError, SpeakerNameError
+from speakerid.threads import INFERENCE_THREADS, use_threads
 from speakerid.voices import EnrollResult, VoiceRegistry
 
 __all__ = ["create_app", "serve", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SECONDS"]
@@ -56,6 +74,12 @@ MAX_TOP_K = 100
 # Decoding allocates what the header declares: a few kB of FLAC silence can declare 8 channels at
 # 192 kHz. A recording may decode to at most max_seconds of 48-kHz stereo (115 MB for 300 s).
 MAX_SAMPLES_PER_SECOND = 2 * 48_000
+# What /health tells anyone about the calibration: its figures, never where its data lay.
+HEALTH_SCORING_FIELDS = ("operating_point", "named_right", "strangers_rejected", "top1", "enrolled_trials",
+                         "stranger_trials", "strangers_simulated", "speakers", "eer", "min_dcf", "weights", "gap",
+                         "by_length", "calibrated_at")
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           'fill="#2456c7"/><path d="M4 6v4M8 3v10M12 5v6" stroke="#fff" stroke-width="2" stroke-linecap="round"/></svg>')
 
 log = logging.getLogger("speakerid.server")
 
@@ -146,16 +170,17 @@ class BodyLimit:
 
 def create_app(registry: str | Path, model: str | Path | None = None, token: str | None = None,
                max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS,
-               device: str = "auto", engine: str = "torch") -> FastAPI:
-    """The HTTP service for the speakers of `registry` (created when missing), with its encoder loaded.
+               device: str = "auto", engine: str = "torch", create: bool = True) -> FastAPI:
+    """The HTTP service for the speakers of `registry`, with its encoders loaded.
 
     `model` is a run directory (None: the registry's own encoder, or GE2E for a new registry).
     `token`, when given, guards enrolling and removing speakers. A request body over
     `max_bytes` or a recording over `max_seconds` is refused with 413. `engine` "onnx" computes a
-    trained run's embeddings with onnxruntime (see `speakerid.deploy.use_engine`).
+    trained run's embeddings with onnxruntime (see `speakerid.deploy.use_engine`). A missing
+    registry file is created, or refused when not `create`.
     """
     index_html = (resources.files("speakerid") / "static" / "index.html").read_text(encoding="utf-8")
-    voices = VoiceRegistry(registry, model, device)
+    voices = VoiceRegistry(registry, model, device, create=create)
     try:
         encoders = voices.encoders  # loaded here, once: a bad model fails now, not on the first request
         if engine != "torch":
@@ -187,6 +212,8 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
+        if isinstance(exc, SpeakerNameError):
+            return _error(422, "invalid name", str(exc))
         return _error(409, "registry conflict", str(exc))
 
     @app.exception_handler(HTTPException)  # ours, and the framework's: unknown path, wrong method, malformed body
@@ -259,6 +286,10 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
     def page() -> HTMLResponse:
         return HTMLResponse(index_html)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
     @app.get("/health", summary="The encoder, how many speakers are enrolled, and the decision threshold")
     def health() -> dict:
         scoring = voices.scoring
@@ -273,7 +304,7 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
             # (seconds, threshold) by length of audio; one threshold for any length is [null, value]
             "thresholds": scoring.identify if calibrated else ([[None, default]] if default is not None else []),
             "threshold_source": source,
-            "scoring": scoring.details,
+            "scoring": {k: scoring.details[k] for k in HEALTH_SCORING_FIELDS if k in scoring.details},
             "token_required": token is not None,
             "max_bytes": max_bytes,
             "max_seconds": max_seconds,
@@ -297,17 +328,37 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
     def verify(a: Upload, b: Upload) -> dict:
         (data_a, source_a), (data_b, source_b) = read(a), read(b)
         audio_a, audio_b = decode(data_a, source_a), decode(data_b, source_b)
-        with _labelled(f"{source_a} or {source_b}"):
+        try:
             return voices.verify(audio_a, audio_b).to_dict()
+        except AudioError as err:
+            # which of the two (or both): embedding each alone names it; paid only when one failed
+            problems = []
+            for field_name, audio, source in (("a", audio_a, source_a), ("b", audio_b, source_b)):
+                try:
+                    voices.embed([audio], [source])
+                except AudioError as own:
+                    problems.append(f"{own.path} ({field_name}): {own.reason}")
+            raise ApiError(422, "bad audio", "; ".join(problems) or str(err)) from None
 
     @app.post("/enroll", summary="Enroll a speaker from one or more recordings", dependencies=guarded,
               responses=_errors(400, 401, 409, 413, 415, 422))
     def enroll(name: Annotated[str, Form(min_length=1, description="the speaker's name")],
                files: Annotated[list[UploadFile], File(description="recordings of the speaker")],
                replace: Annotated[bool, Form(description="drop the speaker's earlier recordings")] = False) -> dict:
-        # every file is read and decoded before any is enrolled: a bad upload changes nothing
-        uploads = [(data, source, decode(data, source)) for data, source in map(read, files)]
+        # Over-limit uploads refuse the request before anything changes; a file that cannot be
+        # used is reported in `failed` and the others are enrolled, as `speakerid enroll` does.
         total = EnrollResult(name)
+        uploads = []
+        for upload in files:
+            source = Path(upload.filename or "").name or "upload"
+            data = upload.file.read()
+            try:
+                if not data:
+                    raise AudioError(source, "is empty; choose an audio file")
+                uploads.append((data, source, decode(data, source)))
+            except AudioError as err:
+                total.failed.append((source, err.reason))
+        enrolled_before = {s["name"] for s in voices.speakers()}
         for data, source, audio in uploads:
             # `replace` drops the earlier embeddings once, with the first file that enrolls
             result = voices.enroll_audio(name, audio, source, hashlib.sha256(data).hexdigest(),
@@ -319,7 +370,7 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
             total.recordings = result.recordings
         if total.failed and not (total.added or total.skipped):
             raise ApiError(422, "bad audio", "; ".join(f"{source}: {reason}" for source, reason in total.failed))
-        return total.to_dict()
+        return {**total.to_dict(), "created": total.speaker not in enrolled_before}
 
     # ------------------------------------------------------------ diarize (issue 9)
 
@@ -341,7 +392,8 @@ def create_app(registry: str | Path, model: str | Path | None = None, token: str
     def speakers() -> dict:
         return {"speakers": voices.speakers()}
 
-    @app.delete("/speakers/{name}", summary="Forget a speaker", dependencies=guarded,
+    # `:path` so that a name holding a "/" (percent-encoded by the client) still reaches this route
+    @app.delete("/speakers/{name:path}", summary="Forget a speaker", dependencies=guarded,
                 responses=_errors(401, 404))
     def remove(name: str) -> dict:
         if name not in {s["name"] for s in voices.speakers()}:
@@ -366,16 +418,19 @@ def _use_engine(encoder, engine: str) -> None:
 
 def serve(registry: str | Path, model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           token: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS,
-          device: str = "auto", threads: int | None = 1, engine: str = "torch") -> None:
+          device: str = "auto", threads: int | None = INFERENCE_THREADS, engine: str = "torch",
+          create: bool = False) -> None:
     """Serve `create_app(...)` with uvicorn on host:port until interrupted.
 
     Requests run concurrently in a thread pool, each with `threads` torch threads (None: torch's
     default, all cores). One thread each answered 1.5x more requests than torch's default under 8
-    clients on 2 cores, at a lower p99 (docs/benchmarks.md).
+    clients on 2 cores, at a lower p99 (docs/benchmarks.md). A registry file that does not exist
+    is refused (a mistyped path would otherwise serve an empty registry) unless `create`.
     """
-    if threads is not None:
-        torch.set_num_threads(threads)
-    app = create_app(registry, model, token, max_bytes, max_seconds, device, engine)
+    if not create and not Path(registry).exists():
+        raise RegistryError(f"{registry}: no such registry; check the path, or pass --create to start an empty one")
+    use_threads(threads)
+    app = create_app(registry, model, token, max_bytes, max_seconds, device, engine, create=create)
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without a token: anyone who can reach it can enroll and remove speakers "
                     "(start it with --token)", host)

@@ -74,7 +74,8 @@ class TrainResult:
     best_val_acc: float | None
     epochs_run: int
     history: list[dict] = field(default_factory=list)
-    stopped_early: bool = False
+    stopped_early: bool = False  # by `patience`
+    stopped_by_time: bool = False  # by `max_minutes`
 
 
 class ChunkDataset(Dataset):
@@ -158,7 +159,7 @@ def train(
                             num_workers=workers, pin_memory=device.type == "cuda")
     autocast = _autocast(device)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
-    stopped_early = False
+    stopped_early = stopped_by_time = False
 
     from speakerid.progress import progress_bar
 
@@ -211,12 +212,14 @@ def train(
                 stopped_early = True  # every process sees the same reduced accuracy, so all stop together
                 break
             if _any_process(config.max_minutes is not None and seconds >= config.max_minutes * 60):
+                stopped_by_time = epoch < config.epochs
                 break
 
     if rank == 0:
         run_config["result"] = {"best_epoch": best["epoch"],
                                 "best_val_acc": None if best["val_acc"] < 0 else best["val_acc"],
-                                "epochs_run": len(history), "stopped_early": stopped_early, "train_seconds": round(seconds, 3)}
+                                "epochs_run": len(history), "stopped_early": stopped_early,
+                                "stopped_by_time": stopped_by_time, "train_seconds": round(seconds, 3)}
         rundir.write_json(out / rundir.CONFIG_FILE, run_config)
         from speakerid.plots import plot_curves
 
@@ -224,7 +227,8 @@ def train(
     _barrier()
     if world > 1:
         dist.destroy_process_group()
-    return TrainResult(out, best["epoch"], None if best["val_acc"] < 0 else best["val_acc"], len(history), history, stopped_early)
+    return TrainResult(out, best["epoch"], None if best["val_acc"] < 0 else best["val_acc"], len(history), history,
+                       stopped_early, stopped_by_time)
 
 
 def _run_config(corpus: Corpus, config: TrainConfig, world: int, model: SpeakerModel) -> dict[str, Any]:
@@ -328,7 +332,7 @@ def _autocast(device: torch.device):
 def _write_metrics(path: Path, history: list[dict]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, METRIC_FIELDS)
+        writer = csv.DictWriter(f, METRIC_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
     os.replace(tmp, path)

@@ -373,10 +373,15 @@ class VoiceRegistry:
     def identify(self, audio: str | Path | np.ndarray, top_k: int = 3, threshold: float | None = None) -> OpenSetAnswer:
         """The enrolled speaker whose references score highest against a recording, or "unknown" under the threshold.
 
-        `audio` is a file, or float32 mono samples at 16 kHz. Each encoder averages a long
-        recording's chunks into one embedding, which is scored against every reference.
+        `audio` is a file, or float32 mono samples at 16 kHz. A recording in which the voice
+        detector hears no speech is refused (AudioError), not answered. Each encoder averages a
+        long recording's chunks into one embedding, which is scored against every reference.
         """
+        from speakerid.encoders import MIN_SECONDS
+        from speakerid.identify import require_speech
+
         samples, label = _input(audio)
+        require_speech(samples, SAMPLE_RATE, label, MIN_SECONDS)  # non-speech is refused, not answered "unknown"
         return self.rank(self.embed([samples], [label]), len(samples) / SAMPLE_RATE, top_k, threshold)
 
     def rank(self, embedded: dict[str, np.ndarray], seconds: float, top_k: int = 3,
