@@ -161,9 +161,16 @@ def test_enroll_reports_bad_files_and_skips_enrolled_ones(open_set, takes, tmp_p
     good = takes[open_set.enrolled[0]]
     (tmp_path / "notes.wav").write_text("not audio")
     write_wav(tmp_path / "blip.wav", np.zeros(1600, dtype=np.float32))
-    result = voices.enroll("alice", [good[0], tmp_path / "missing.wav", tmp_path / "notes.wav", tmp_path / "blip.wav"])
+    spectrum = np.fft.rfft(np.random.default_rng(0).standard_normal(5 * 16000))
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+    noise = np.fft.irfft(spectrum)  # pink noise: GE2E's own detector (webrtcvad) takes it for speech
+    write_wav(tmp_path / "noise.wav", (0.3 * noise / np.abs(noise).max()).astype(np.float32))
+    result = voices.enroll("alice", [good[0], tmp_path / "missing.wav", tmp_path / "notes.wav", tmp_path / "blip.wav",
+                                     tmp_path / "noise.wav", tmp_path])
     assert (result.added, result.recordings, result.skipped) == (1, 1, [])
     reasons = dict(result.failed)
+    assert reasons[str(tmp_path / "noise.wav")] == "holds no speech (the voice detector heard none)"
+    assert reasons[str(tmp_path)].startswith("is a folder, not an audio file")
     assert reasons[str(tmp_path / "missing.wav")] == "no such file"
     assert "not a readable audio file" in reasons[str(tmp_path / "notes.wav")]
     assert "0.10 s long" in reasons[str(tmp_path / "blip.wav")]

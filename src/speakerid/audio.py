@@ -22,6 +22,7 @@ __all__ = [
     "load_audio",
     "load_pcm16",
     "decode_audio",
+    "read_file",
     "resample",
     "to_int16",
     "write_wav",
@@ -50,6 +51,14 @@ def decode_audio(data: bytes | BinaryIO, sample_rate: int = SAMPLE_RATE, name: s
     """Decode audio held in memory (an upload, say) like `load_audio` decodes a file."""
     source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     return _decode(source, name, sample_rate, pcm16=False)[0]
+
+
+def read_file(path: str | Path) -> bytes:
+    """A recording's bytes (to hash, or decode with `decode_audio`); AudioError naming the file when it cannot be read."""
+    try:
+        return Path(_existing(path)).read_bytes()
+    except OSError as err:
+        raise AudioError(path, f"cannot read ({err.strerror or err})") from None
 
 
 def _existing(path: str | Path) -> str:

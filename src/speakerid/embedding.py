@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speakerid.audio import decode_audio
+from speakerid.audio import decode_audio, read_file
 from speakerid.encoders import Encoder, _mean_embeddings
 from speakerid.errors import AudioError
 
@@ -87,10 +87,9 @@ def embed_files(encoder: Encoder, paths: Sequence[str | Path], clip_seconds: flo
     def prepare(index: int, path: Path) -> _Staged | FileEmbedding:
         result = FileEmbedding(path)
         try:
-            data = path.read_bytes()
-        except OSError as err:
-            result.failed.append((str(path), "no such file" if isinstance(err, FileNotFoundError)
-                                  else f"cannot read ({err.strerror or err})"))
+            data = read_file(path)
+        except AudioError as err:
+            result.failed.append((str(path), err.reason))
             return result
         result.sha256 = hashlib.sha256(data).hexdigest()
         if skip is not None and skip(index, result.sha256):

@@ -48,10 +48,10 @@ def require_speech(audio: np.ndarray, sample_rate: int, name: str, min_seconds: 
     samples = audio.astype(np.float32) / 32768 if audio.dtype == np.int16 else audio
     seconds = len(samples) / sample_rate
     if seconds < min_seconds:
-        raise AudioError(name, f"is {seconds:.2f} s long; at least {min_seconds:.2g} s is needed to identify a voice")
+        raise AudioError(name, f"is {seconds:.2f} s long; at least {min_seconds:.2g} s is needed to tell a voice")
     voiced = float((speech_probabilities(samples, sample_rate) >= VadConfig().threshold).sum() * FRAME_SECONDS)
     if voiced < MIN_VOICED_SECONDS:
-        raise AudioError(name, "holds no speech (the voice detector heard none): no speaker to identify")
+        raise AudioError(name, "holds no speech (the voice detector heard none)")
     return voiced
 
 

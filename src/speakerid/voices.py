@@ -300,6 +300,8 @@ class VoiceRegistry:
         speaker's recordings are added in one transaction once all of its files are done."""
         from speakerid.audio import to_int16
         from speakerid.embedding import embed_files
+        from speakerid.encoders import MIN_SECONDS
+        from speakerid.identify import require_speech
 
         encoders = self.encoders
         owners = [(name, path) for name, files in by_speaker.items() for path in files]
@@ -325,6 +327,7 @@ class VoiceRegistry:
             else:
                 vectors = {encoders[0].name: found.vector}
                 try:
+                    require_speech(found.audio, SAMPLE_RATE, str(path), MIN_SECONDS)  # noise is no voice to enroll
                     vectors.update((e.name, e.embed(found.audio, str(path))) for e in encoders[1:])
                 except AudioError as err:
                     result.failed.append((str(path), err.reason))
@@ -340,12 +343,15 @@ class VoiceRegistry:
                labels: list[str] | None = None) -> None:
         """Embed (sha256, source name, float32 audio) items with every encoder and add those that embed."""
         from speakerid.audio import to_int16
+        from speakerid.encoders import MIN_SECONDS
+        from speakerid.identify import require_speech
 
         labels = labels or [source for _, source, _ in items]
         encoders = self.encoders
         good: list[Enrollment] = []
         for (sha256, source, audio), label in zip(items, labels):
             try:
+                require_speech(audio, SAMPLE_RATE, label, MIN_SECONDS)  # noise is no voice to enroll
                 vectors = {e.name: e.embed(audio, label) for e in encoders}
             except AudioError as err:
                 result.failed.append((label, err.reason))
