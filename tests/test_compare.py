@@ -13,7 +13,7 @@ import pytest
 
 from conftest import DATA, link_subset
 from speakerid.compare import compare, parse_budget, prepare_corpora
-from speakerid.compare_cells import Cell, assign_cells, plan_workers, worker_env
+from speakerid.compare_cells import Cell, assign_cells, format_duration, plan_workers, worker_env
 from speakerid.errors import SpeakerIdError
 from speakerid.training import TrainConfig, train
 
@@ -69,6 +69,8 @@ def test_cells_are_dealt_round_robin():
 
 
 def test_budget_durations():
+    assert format_duration(45) == "45 s" and format_duration(90) == "90 s" and format_duration(150) == "2.5 min"
+    assert format_duration(5400) == "90 min" and format_duration(9000) == "2.5 h"
     assert parse_budget("5m") == 5
     assert parse_budget("90s") == 1.5
     assert parse_budget("1.5h") == 90

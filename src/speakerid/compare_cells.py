@@ -280,9 +280,9 @@ class Tracker:
 
 
 def format_duration(seconds: float) -> str:
-    """Seconds as a short duration: "45 s", "12 min", "1.5 h"."""
-    if seconds < 90:
+    """Seconds as a short duration: "45 s", "1.5 min", "12 min", "1.5 h"."""
+    if seconds < 100:
         return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 100 * 60:
+        return f"{round(seconds / 60, 1):g} min"
+    return f"{round(seconds / 3600, 1):g} h"
