@@ -181,7 +181,6 @@ def _run_cells(cells: list[Cell], settings: Settings, device: str, progress: boo
 
 def _run_cell(cell: Cell, settings: Settings, device: str, progress: bool) -> dict:
     """Train the cell from scratch unless its run finished earlier, then evaluate it on the test split."""
-
     began = time.perf_counter()
     run = settings.out / CELLS_DIR / cell.name
     corpus = settings.corpora[cell.chunk]
@@ -216,7 +215,6 @@ def _trained(run: Path) -> bool:
 
 def _row(cell: Cell, run: Path, metrics: dict, config: dict, wall_seconds: float) -> dict:
     """The cell's line of results.csv (plus its validation curve for the figure)."""
-
     result = config["result"]
     summary = json.loads((Path(config["corpus"]) / "summary.json").read_text(encoding="utf-8"))
     train_chunks = summary["chunks"]["train"]
@@ -240,6 +238,7 @@ def _row(cell: Cell, run: Path, metrics: dict, config: dict, wall_seconds: float
 
 
 def read_row(out: Path, cell: Cell) -> dict:
+    """A finished cell's results."""
     return json.loads((out / CELLS_DIR / f"{cell.name}.json").read_text(encoding="utf-8"))
 
 

@@ -53,13 +53,13 @@ def write_report(out: Path, rows: list[dict], corpora: dict[float, Corpus], skip
         lines += [f"Best here: **{best['model']} on {best['features']}, {best['chunk_seconds']:g}-s chunks** "
                   f"({_pct(best['recording_accuracy'])} of test recordings, {_pct(best['chunk_accuracy'])} of chunks; "
                   "ranked by recording accuracy, then chunk accuracy, then the worst speaker).", ""]
-        lines += ["| chunk | features | model | chunk acc | recording acc | worst speaker (chunk acc) | epochs "
+        lines += ["| chunk | features | model | chunk acc | recording acc | worst speaker's chunk acc | epochs "
                   "| stopped by | training time | train chunks/s | parameters |",
                   "|---:|---|---|---:|---:|---|---:|---|---:|---:|---:|"]
         for r in ranked:
             speed = "-" if r["chunks_per_second"] is None else f"{r['chunks_per_second']:.0f}"
             lines.append(f"| {r['chunk_seconds']:g} s | {r['features']} | {r['model']} | {_pct(r['chunk_accuracy'])} | "
-                         f"{_pct(r['recording_accuracy'])} | {r['worst_speaker']} ({_pct(r['worst_speaker_accuracy'])}) "
+                         f"{_pct(r['recording_accuracy'])} | {_worst(r)} "
                          f"| {r['epochs']} | {r['stopped_by']} | {r['train_seconds']:.0f} s | {speed} | "
                          f"{r['parameters'] / 1e6:.2f} M |")
         lines += ["", "Train chunks/s: training chunks seen per second of training time (validation included).", ""]
@@ -122,6 +122,11 @@ def _load(rows: list[dict]) -> str:
     threads = sorted({r["torch_threads"] for r in rows})
     return (f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f}) on {os.cpu_count()} cores; "
             f"{'/'.join(map(str, threads))} torch thread{'s' if threads != [1] else ''} per cell")
+
+
+def _worst(row: dict) -> str:
+    accuracy = _pct(row["worst_speaker_accuracy"])
+    return accuracy if row["worst_speaker_accuracy"] == 1 else f"{accuracy} ({row['worst_speaker']})"
 
 
 def _pct(value: float) -> str:
