@@ -165,7 +165,7 @@ def plot_accuracy_by_chunk(rows: list[dict], out: str | Path, title: str = "") -
     """Test accuracy (chunks, recordings) against chunk length: one line per model and features."""
     plt = _pyplot()
     styles = _cell_styles(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), sharey=True, layout="constrained")
     for ax, metric, what in zip(axes, ("chunk_accuracy", "recording_accuracy"), ("chunks", "recordings")):
         for (model, kind), style in styles.items():
             mine = sorted((r["chunk_seconds"], r[metric]) for r in rows if (r["model"], r["features"]) == (model, kind))
@@ -177,7 +177,7 @@ def plot_accuracy_by_chunk(rows: list[dict], out: str | Path, title: str = "") -
         ax.set_title(f"test accuracy over {what}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
-    axes[1].legend(fontsize=8, loc="lower right")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right upper")
     if title:
         fig.suptitle(title, fontsize=10)
     out = Path(out)
@@ -194,8 +194,8 @@ def plot_accuracy_by_time(rows: list[dict], out: str | Path, title: str = "") ->
     plt = _pyplot()
     styles = _cell_styles(rows)
     chunks = sorted({r["chunk_seconds"] for r in rows})
-    fig, axes = plt.subplots(1, len(chunks), figsize=(4.2 * len(chunks) + 1, 4.2), sharey=True, squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(1, len(chunks), figsize=(4.2 * len(chunks) + 2.5, 4.2), sharey=True, squeeze=False,
+                             layout="constrained")
     handles = {}
     for ax, chunk in zip(axes[0], chunks):
         for row in (r for r in rows if r["chunk_seconds"] == chunk):
@@ -210,7 +210,7 @@ def plot_accuracy_by_time(rows: list[dict], out: str | Path, title: str = "") ->
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation accuracy (chunks)")
     if handles:
-        axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8, loc="lower right")
+        fig.legend(handles.values(), handles.keys(), fontsize=8, loc="outside right upper")
     if title:
         fig.suptitle(title, fontsize=10)
     out = Path(out)
