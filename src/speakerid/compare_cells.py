@@ -283,5 +283,5 @@ def format_duration(seconds: float) -> str:
     if seconds < 100:
         return f"{seconds:.0f} s"
     if seconds < 100 * 60:
-        return f"{round(seconds / 60, 1):g} min"
+        return f"{round(seconds / 60, 1 if seconds < 600 else None):g} min"
     return f"{round(seconds / 3600, 1):g} h"
