@@ -31,6 +31,7 @@ _EXPORTS = {
     "train": "speakerid.training",
     "TrainConfig": "speakerid.training",
     "evaluate": "speakerid.evaluation",
+    "compare": "speakerid.compare",
     "Identifier": "speakerid.identify",
     "load_run": "speakerid.rundir",
     "load_encoder": "speakerid.encoders",

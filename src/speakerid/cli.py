@@ -343,6 +343,50 @@ def evaluate(
     typer.echo(f"macro F1 {metrics['macro_f1']:.3f}; report in {Path(out or run) / 'report.md'}")
 
 
+def _split_list(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise SpeakerIdError(f"--{what} wants a comma-separated list, got {text!r}")
+    return items
+
+
+@app.command()
+def compare(
+    data_dir: Path = typer.Argument(..., help="Folder with one sub-folder of recordings per speaker."),
+    out: Path = typer.Option(..., "--out", "-o", help="Study folder to create (or continue)."),
+    chunks: str = typer.Option("3,5,10", help="Chunk lengths in seconds, comma-separated."),
+    features: str = typer.Option("mfcc,logmel,spectrogram", help="Features, comma-separated: mfcc, logmel, spectrogram."),
+    models: str = typer.Option("cnn,lstm,tdnn", help="Models, comma-separated: cnn, tdnn, lstm, resnet50."),
+    budget: str = typer.Option("5m", help="Training time per cell, e.g. 90s, 5m, 1h (patience may end a cell sooner)."),
+    seed: int = typer.Option(0, help="Seed of the split and of every cell's training."),
+    pretrained: Optional[Path] = typer.Option(None, help="resnet50 cells: local torchvision ImageNet weights (.pth)."),
+    devices: Optional[str] = typer.Option(None, help="One cell at a time on each, comma-separated: e.g. cuda:0,cuda:1 "
+                                                       "or cpu,cpu. Default: every visible GPU, else the CPU."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train and score every chunk length x features x model cell on DATA_DIR under one budget; report the best."""
+    from speakerid.compare import compare as run_compare, parse_budget
+    from speakerid.progress import print_table
+
+    try:
+        lengths = [float(c) for c in _split_list(chunks, "chunks")]
+    except ValueError:
+        raise SpeakerIdError(f"--chunks wants numbers of seconds such as 3,5,10, got {chunks!r}") from None
+    result = run_compare(data_dir, out, lengths, _split_list(features, "features"), _split_list(models, "models"),
+                         parse_budget(budget), seed=seed, pretrained=pretrained,
+                         devices=_split_list(devices, "devices") if devices else None,
+                         progress=not quiet, say=(lambda line: None) if quiet else typer.echo)
+    rows = sorted(result.rows, key=lambda r: (-r["recording_accuracy"], -r["chunk_accuracy"]))
+    print_table(f"{out}: test accuracy, best first", ["cell", "chunks", "recordings", "worst speaker", "epochs", "time"],
+                [[r["cell"], f"{r['chunk_accuracy']:.1%}", f"{r['recording_accuracy']:.1%}",
+                  f"{r['worst_speaker_accuracy']:.1%}", r["epochs"], f"{r['train_seconds']:.0f} s"] for r in rows])
+    for name, why in result.failed.items():
+        typer.secho(f"failed: {name}: {why}", err=True, fg="yellow")
+    typer.echo(f"report: {result.report}")
+    if result.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 @app.command()
 def identify(
     paths: list[Path] = typer.Argument(..., metavar="[RUN] FILE...",

@@ -87,7 +87,7 @@ def evaluate(run: str | Path, corpus: str | Path | None = None, split: str = "te
 
     plot_confusion(confusion, corpus.labels, out / rundir.CONFUSION_FILE,
                    title=f"{split}: chunk accuracy {metrics['chunk_accuracy']:.1%}")
-    history = _read_history(loaded.path / rundir.METRICS_FILE)
+    history = read_history(loaded.path / rundir.METRICS_FILE)
     if history:
         plot_curves(history, out / rundir.CURVES_FILE)
     rundir.write_json(out / rundir.EVALUATION_FILE, metrics)
@@ -109,7 +109,8 @@ def _per_speaker(confusion: np.ndarray, labels: list[str], rec_truth: np.ndarray
     return table
 
 
-def _read_history(path: Path) -> list[dict]:
+def read_history(path: Path) -> list[dict]:
+    """A run's metrics.csv as one dict per epoch (numbers as floats, an empty value as None); [] when missing."""
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as f:

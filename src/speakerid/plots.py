@@ -244,3 +244,74 @@ def plot_timeline(recordings: list, out: str | Path) -> Path:
                      fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("seconds")
     return _save(fig, out)
+
+
+# --- compare ---------------------------------------------------------------------------------------
+
+
+def _cell_styles(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """One look per (model, features): colour by model, line and marker by features."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    kinds = list(dict.fromkeys(r["features"] for r in rows))
+    lines, markers = ("-", "--", ":", "-."), ("o", "s", "^", "D")
+    return {(m, f): {"color": f"C{models.index(m) % 10}", "linestyle": lines[kinds.index(f) % 4],
+                     "marker": markers[kinds.index(f) % 4], "label": f"{m} / {f}"}
+            for m in models for f in kinds}
+
+
+def plot_accuracy_by_chunk(rows: list[dict], out: str | Path, title: str = "") -> Path:
+    """Test accuracy (chunks, recordings) against chunk length: one line per model and features."""
+    plt = _pyplot()
+    styles = _cell_styles(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), sharey=True, layout="constrained")
+    for ax, metric, what in zip(axes, ("chunk_accuracy", "recording_accuracy"), ("chunks", "recordings")):
+        for (model, kind), style in styles.items():
+            mine = sorted((r["chunk_seconds"], r[metric]) for r in rows if (r["model"], r["features"]) == (model, kind))
+            if mine:
+                ax.plot([x for x, _ in mine], [y for _, y in mine], ms=5, **style)
+        chunks = sorted({r["chunk_seconds"] for r in rows})
+        ax.set_xticks(chunks, [f"{c:g}" for c in chunks])
+        ax.set_xlabel("chunk length (s)")
+        ax.set_title(f"test accuracy over {what}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right upper")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_accuracy_by_time(rows: list[dict], out: str | Path, title: str = "") -> Path:
+    """Validation accuracy after each epoch against training time, one panel per chunk length.
+
+    Each row carries its run's `curve`: [training seconds, validation accuracy] per epoch.
+    """
+    plt = _pyplot()
+    styles = _cell_styles(rows)
+    chunks = sorted({r["chunk_seconds"] for r in rows})
+    fig, axes = plt.subplots(1, len(chunks), figsize=(4.2 * len(chunks) + 2.5, 4.2), sharey=True, squeeze=False,
+                             layout="constrained")
+    handles = {}
+    for ax, chunk in zip(axes[0], chunks):
+        for row in (r for r in rows if r["chunk_seconds"] == chunk):
+            points = [(s, a) for s, a in row["curve"] if a is not None]
+            if points:
+                style = styles[(row["model"], row["features"])]
+                (line,) = ax.plot([s for s, _ in points], [a for _, a in points], lw=1.4, ms=3, **style)
+                handles.setdefault(style["label"], line)
+        ax.set_title(f"{chunk:g}-s chunks")
+        ax.set_xlabel("training time (s)")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy (chunks)")
+    if handles:
+        fig.legend(handles.values(), handles.keys(), fontsize=8, loc="outside right upper")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
