@@ -278,10 +278,7 @@ def plot_accuracy_by_chunk(rows: list[dict], out: str | Path, title: str = "") -
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right upper")
     if title:
         fig.suptitle(title, fontsize=10)
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_accuracy_by_time(rows: list[dict], out: str | Path, title: str = "") -> Path:
@@ -311,7 +308,4 @@ def plot_accuracy_by_time(rows: list[dict], out: str | Path, title: str = "") ->
         fig.legend(handles.values(), handles.keys(), fontsize=8, loc="outside right upper")
     if title:
         fig.suptitle(title, fontsize=10)
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
