@@ -127,8 +127,7 @@ class _Exported(nn.Module):
         self.model = model
 
     def forward(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = self.model.embed(waves)
-        return self.model.classifier(embedding), embedding
+        return self.model.logits_and_embedding(waves)
 
 
 def export_onnx(model: SpeakerModel, out: str | Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -234,7 +233,8 @@ def _sha256(path: Path) -> str:
 
 class OnnxModel(nn.Module):
     """An exported model run by onnxruntime, with the interface identify and the encoders use
-    (`forward` -> logits, `embed` -> embedding, `n_classes`, `embedding_dim`, `name`), on the CPU."""
+    (`forward` -> logits, `embed` -> embedding, `logits_and_embedding`, `n_classes`, `embedding_dim`,
+    `name`), on the CPU."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
         super().__init__()
@@ -265,6 +265,13 @@ class OnnxModel(nn.Module):
 
     def embed(self, waves: torch.Tensor) -> torch.Tensor:
         return self._run(waves, "embedding")
+
+    def logits_and_embedding(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        samples = waves.cpu().numpy()
+        if samples.dtype != np.int16:
+            samples = to_int16(samples)
+        logits, embedding = self.session.run(["logits", "embedding"], {"waves": np.ascontiguousarray(samples)})
+        return torch.from_numpy(logits), torch.from_numpy(embedding)
 
 
 def use_engine(run: Run, engine: str, threads: int | None = None) -> Run:

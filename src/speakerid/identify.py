@@ -78,8 +78,8 @@ def scores_and_embeddings(model: SpeakerModel, waves: np.ndarray, batch_size: in
     with torch.no_grad():
         for first in range(0, len(waves), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(waves[first : first + batch_size])).to(device)
-            embedded = model.embed(batch)
-            scores.append(torch.log_softmax(model.classifier(embedded).float(), dim=1).cpu().numpy())
+            logits, embedded = model.logits_and_embedding(batch)
+            scores.append(torch.log_softmax(logits.float(), dim=1).cpu().numpy())
             embedded = embedded.float()
             embeddings.append((embedded / embedded.norm(dim=1, keepdim=True).clamp_min(1e-12)).cpu().numpy())
     if not scores:

@@ -58,6 +58,11 @@ class SpeakerModel(nn.Module):
         """The embedding layer's output (B, embedding_dim) for waves (B, T)."""
         return self.backbone(self.frontend(wave))
 
+    def logits_and_embedding(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speaker logits and the embedding layer's output for waves (B, T), from one pass."""
+        embedding = self.embed(wave)
+        return self.classifier(embedding), embedding
+
     def config(self) -> dict[str, Any]:
         """Plain JSON-ready description; `model_from_config` rebuilds the same architecture from it."""
         return {
