@@ -287,10 +287,9 @@ def train(
         previous = rundir.read_json(out / rundir.CONFIG_FILE, "run configuration")
         options["trainable"] = previous.get("model", {}).get("options", {}).get("trainable", options.get("trainable"))
     elif model == "resnet50" and pretrained is None and not resume:
-        if trainable is None:
-            from speakerid.models.resnet50 import STAGES
+        from speakerid.models.resnet50 import freeze_policy
 
-            options["trainable"] = list(STAGES)  # frozen random stages would only scramble the input
+        options = freeze_policy(options, pretrained=False)
         if not quiet:
             typer.secho("note: no --pretrained ImageNet weights: resnet50 trains from scratch"
                         + ("" if trainable else ", every stage"), err=True)

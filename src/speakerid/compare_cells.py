@@ -103,11 +103,11 @@ def assign_cells(cells: list[Cell], workers: int) -> list[list[Cell]]:
 
 
 def model_options(model: str, pretrained: str | None) -> dict:
-    """resnet50 without ImageNet weights trains every stage, as `speakerid train` does (frozen random stages scramble)."""
-    if model == "resnet50" and pretrained is None:
-        from speakerid.models.resnet50 import STAGES
+    """The model family's options for a cell: resnet50's freeze policy, as `speakerid train` applies it."""
+    if model == "resnet50":
+        from speakerid.models.resnet50 import freeze_policy
 
-        return {"trainable": list(STAGES)}
+        return freeze_policy({}, pretrained is not None)
     return {}
 
 

@@ -21,7 +21,7 @@ from speakerid.errors import ModelError
 from speakerid.features import FeatureConfig, MfccImage
 from speakerid.models.base import SpeakerModel, options_dict, parse_options
 
-__all__ = ["ResNet50Options", "ResNet50", "STAGES", "build", "load_pretrained"]
+__all__ = ["ResNet50Options", "ResNet50", "STAGES", "build", "load_pretrained", "freeze_policy"]
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
 POOLS = ("avg", "flatten")
@@ -162,6 +162,14 @@ class ImageNetNormalize(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
+
+
+def freeze_policy(options: dict, pretrained: bool) -> dict:
+    """The options with the stages that train: as given, else the recipe's (stem, layer1, head) on
+    ImageNet weights, and every stage without them (frozen random stages would only scramble the input)."""
+    if "trainable" in options or pretrained:
+        return options
+    return {**options, "trainable": list(STAGES)}
 
 
 def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
