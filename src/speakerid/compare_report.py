@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import statistics
 from pathlib import Path
 
 from speakerid.compare_cells import format_duration
-from speakerid.corpus import Corpus
+from speakerid.corpus import Corpus, write_csv
 
 RESULTS_FILE = "results.csv"
 REPORT_FILE = "report.md"
@@ -24,7 +23,7 @@ CSV_FIELDS = ("cell", "chunk_seconds", "features", "model", "chunk_accuracy", "r
 def write_report(out: Path, rows: list[dict], corpora: dict[float, Corpus], skipped: dict[str, str],
                  failed: dict[str, str], *, budget_minutes: float, seed: int, workers: list[str]) -> Path:
     """Write results.csv (grid order), the figures and report.md (best first); returns report.md's path."""
-    _write_csv(out / RESULTS_FILE, rows)
+    write_csv(out / RESULTS_FILE, CSV_FIELDS, rows)
     first = next(iter(corpora.values()))
     name = Path(first.summary["data_dir"]).name
     if rows:
@@ -99,13 +98,6 @@ def _corpora_section(corpora: dict[float, Corpus]) -> list[str]:
     return lines
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _machine(workers: list[str]) -> str:

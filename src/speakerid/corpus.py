@@ -412,8 +412,8 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
         for start, end in windows:
             chunk_rows.append((row["speaker"], label_of[row["speaker"]], row["recording"], start, end, split))
 
-    _write_csv(out / CHUNKS_FILE, CHUNK_FIELDS, chunk_rows)
-    _write_csv(out / REJECTED_FILE, ("path", "reason"), [(r.path, r.reason) for r in rejected])
+    write_csv(out / CHUNKS_FILE, CHUNK_FIELDS, chunk_rows)
+    write_csv(out / REJECTED_FILE, ("path", "reason"), [(r.path, r.reason) for r in rejected])
     write_json(out / LABELS_FILE, speakers)
 
     notes = []
@@ -455,11 +455,17 @@ def _finish(out: Path, data_dir: Path, config: PrepareConfig, journal: list[dict
     return summary
 
 
-def _write_csv(path: Path, header: tuple[str, ...], rows) -> None:
+def write_csv(path: Path, header: tuple[str, ...], rows) -> None:
+    """Write a CSV file atomically with Unix line endings: rows are sequences, or dicts keyed by `header`."""
     tmp = path.with_name(path.name + ".tmp")
+    rows = list(rows)
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")  # the csv module writes CRLF by default
-        writer.writerow(header)
+        if rows and isinstance(rows[0], dict):
+            writer = csv.DictWriter(f, header, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+        else:
+            writer = csv.writer(f, lineterminator="\n")  # the csv module writes CRLF by default
+            writer.writerow(header)
         writer.writerows(rows)
     os.replace(tmp, path)
 

@@ -7,7 +7,6 @@ run resumed from its last checkpoint ends with the same weights as one that was 
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import os
 import shutil
@@ -22,7 +21,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from speakerid import rundir
-from speakerid.corpus import Corpus
+from speakerid.corpus import Corpus, write_csv
 from speakerid.errors import RunError
 from speakerid.features import FeatureConfig
 from speakerid.models import SpeakerModel, build_model, load_pretrained
@@ -203,7 +202,7 @@ def train(
                 rundir.save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                         "history": history, "best": best, "bad_epochs": bad_epochs, "seconds": seconds},
                                        out / rundir.CHECKPOINT_FILE)
-                _write_metrics(out / rundir.METRICS_FILE, history)
+                write_csv(out / rundir.METRICS_FILE, METRIC_FIELDS, history)
                 if progress:
                     _print_epoch(row, config.epochs, improved)
                 if on_epoch is not None:
@@ -329,13 +328,6 @@ def _autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def _write_metrics(path: Path, history: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, METRIC_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
 
 
 def _print_epoch(row: dict, epochs: int, improved: bool) -> None:
