@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from speakerid.der import UNKNOWN_PREFIX, DerResult, Turn, diarization_error, named_error
-from speakerid.diarize import DiarizeConfig, diarize_audio, score_windows
+from speakerid.diarize import DiarizeConfig, diarize_audio, scores_of
 from speakerid.audio import load_audio, write_wav
 from speakerid.meetings import build_meeting, plan_meetings, trim_silence
 
@@ -73,10 +73,27 @@ def registry_for(enrollment: dict[str, list[Path]], calibration: list[str], tag:
 
 def baseline(voices, audio: np.ndarray, window: float = 1.6, step: float = 0.4, frame: float = 0.1) -> list[Turn]:
     """Resemblyzer's demo: every window labelled on its own at the threshold, no VAD, no clustering."""
+    from speakerid.errors import AudioError
+
     rate = voices.encoder.sample_rate
     starts = np.arange(0, max(len(audio) / rate - window, 0) + 1e-9, step)
-    scored = score_windows(voices, [audio[round(s * rate) : round((s + window) * rate)] for s in starts])
-    centres = starts[scored.kept] + window / 2
+    windows = [audio[round(s * rate) : round((s + window) * rate)] for s in starts]
+    kept, parts = [], []
+    for first in range(0, len(windows), 128):
+        try:
+            parts.append(voices.embed(windows[first : first + 128]))
+            kept += range(first, min(first + 128, len(windows)))
+        except AudioError:  # a window without speech (to GE2E's detector) in the batch: one by one
+            for i in range(first, min(first + 128, len(windows))):
+                try:
+                    parts.append(voices.embed([windows[i]]))
+                    kept.append(i)
+                except AudioError:
+                    pass
+    if not kept:
+        return []
+    scored = scores_of(voices, [np.concatenate([p[e.name] for p in parts]) for e in voices.encoders])
+    centres = starts[kept] + window / 2
     fused = scored.scoring.fusion.fuse(scored.cosines)
     best = np.argmax(fused, axis=1)
     top = fused[np.arange(len(best)), best]

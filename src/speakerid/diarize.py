@@ -42,7 +42,7 @@ from speakerid.errors import AudioError
 if TYPE_CHECKING:
     from speakerid.scoring import Decision, Scoring
 
-__all__ = ["DiarizeConfig", "Diarization", "DiarizeReport", "WindowScores", "diarize", "score_windows", "diarize_audio", "windows_in"]
+__all__ = ["DiarizeConfig", "Diarization", "DiarizeReport", "WindowScores", "diarize", "embed_windows", "scores_of", "diarize_audio", "windows_in"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,11 @@ class DiarizeConfig:
     switch_penalty: float = 0.3  # summed frame score a change of speaker must win back
     merge_gap: float = 1.0  # one speaker's turns less than this apart become one (pauses inside a sentence)
     overlap_margin: float = 0.0  # a second speaker within this of the first is labelled too; 0 turns it off
-    batch_windows: int = 128  # windows embedded at once
+    partial_step: float = 0.4  # seconds between GE2E's 1.6-s partials in a speech region
+    batch: int = 128  # partials or windows embedded at once
 
     def __post_init__(self):
-        if not 0 < self.hop <= self.window or self.min_window <= 0 or self.frame <= 0:
+        if not 0 < self.hop <= self.window or self.min_window <= 0 or self.frame <= 0 or self.partial_step <= 0:
             raise ValueError(f"need 0 < hop <= window, min_window > 0 and frame > 0; got {self}")
 
 
@@ -78,7 +79,6 @@ class WindowScores:
     scoring: "Scoring"
     threshold: float | None  # given: overrides the registry's thresholds
     default: float | None  # the base encoder's uncalibrated default
-    kept: np.ndarray  # indices of the windows that could be embedded (the rows above)
 
     def group_scores(self, rows: np.ndarray) -> np.ndarray:
         """(speakers,) fused scores of several windows taken together: per encoder, the cosine of their mean
@@ -91,45 +91,91 @@ class WindowScores:
         return self.scoring.decision("identify", self.threshold, self.default, seconds)
 
 
-def score_windows(voices, windows: Sequence[np.ndarray], threshold: float | None = None, batch: int = 128,
-                  advance: Callable[[int], None] = lambda n=1: None) -> WindowScores:
-    """Embed windows (float32 mono, 16 kHz) with every encoder of a VoiceRegistry and score them against
-    its enrolled speakers (`threshold` overrides the registry's thresholds). Windows an encoder
-    refuses (too little speech for it) are left out; `kept` says which stayed."""
+def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None) -> WindowScores:
+    """Windows' embeddings (per encoder of a VoiceRegistry, base first: (windows, dim), L2-normalised) scored
+    against its enrolled speakers (`threshold` overrides the registry's thresholds)."""
     encoders = voices.encoders
-    parts: list[list[np.ndarray]] = [[] for _ in encoders]
-    kept = []
-    for first in range(0, len(windows), batch):
-        chunk = list(windows[first : first + batch])
-        try:
-            embedded = voices.embed(chunk)
-            kept.extend(range(first, first + len(chunk)))
-        except AudioError:  # one window too short of speech for an encoder: embed them one by one
-            embedded = {e.name: [] for e in encoders}
-            for i, window in enumerate(chunk, first):
-                try:
-                    one = voices.embed([window])
-                except AudioError:
-                    continue
-                kept.append(i)
-                for name, vectors in one.items():
-                    embedded[name].append(vectors)
-            embedded = {name: np.concatenate(v) if v else np.zeros((0, e.dim), np.float32)
-                        for (name, v), e in zip(embedded.items(), encoders)}
-        for k, e in enumerate(encoders):
-            parts[k].append(embedded[e.name])
-        advance(len(chunk))
-    stacked = [np.concatenate(p) if p else np.zeros((0, e.dim), np.float32) for p, e in zip(parts, encoders)]
     names, _ = voices.reference_matrices()
-    if names and len(kept):
-        scores = voices.score_embeddings({e.name: v for e, v in zip(encoders, stacked)})
+    count = len(parts[0])
+    if names and count:
+        scores = voices.score_embeddings({e.name: v for e, v in zip(encoders, parts)})
         cosines, scoring = scores.cosines, scores.scoring
     else:
-        cosines, scoring = np.zeros((len(kept), len(names), len(encoders)), np.float32), voices.scoring
+        cosines, scoring = np.zeros((count, len(names), len(encoders)), np.float32), voices.scoring
     weights = np.sqrt(np.asarray(scoring.fusion.weights)) if len(scoring.fusion.weights) == len(encoders) else np.ones(len(encoders))
-    embeddings = unit(np.concatenate([w * v for w, v in zip(weights, stacked)], axis=1))
-    return WindowScores(names, embeddings, cosines, stacked, scoring, threshold, voices.encoder.default_threshold,
-                        np.array(kept, dtype=int))
+    embeddings = unit(np.concatenate([w * v for w, v in zip(weights, parts)], axis=1))
+    return WindowScores(names, embeddings, cosines, parts, scoring, threshold, voices.encoder.default_threshold)
+
+
+def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]], config: "DiarizeConfig",
+                  advance: Callable[[int], None] = lambda n=1: None) -> tuple[list[tuple[float, float]], list[np.ndarray]]:
+    """The windows cut from speech `regions` of float32 16-kHz `audio` (`windows_in`), and per encoder of a
+    VoiceRegistry (base first) their (windows, dim) L2-normalised embeddings.
+
+    GE2E embeds each region once, as partials of 1.6 s every `config.partial_step` seconds
+    (`Ge2eEncoder.partials`); a window's embedding is the mean of the partials lying inside it (the
+    partial nearest its middle when none fits: a window shorter than a partial). Other encoders embed
+    the windows' audio. Regions go in order, in batches of `config.batch` partials or windows, so
+    memory holds one batch beside the embeddings; `advance` is told each second of the recording done.
+    """
+    import torch
+
+    rate = voices.encoder.sample_rate
+    encoders = voices.encoders
+    spans: list[tuple[float, float]] = []
+    centres: list[np.ndarray] = []  # of GE2E's partials, in seconds
+    pending: list[list] = [[] for _ in encoders]  # per encoder: partials, or windows' audio, waiting for a batch
+    waiting = [0] * len(encoders)  # how many partials or windows that is
+    done: list[list[np.ndarray]] = [[] for _ in encoders]
+
+    def flush(k: int) -> None:
+        if pending[k]:
+            if hasattr(encoders[k], "partials"):
+                done[k].append(encoders[k].embed_units(torch.cat(pending[k])).cpu().numpy())
+            else:
+                done[k].append(encoders[k].embed_many(pending[k]))
+            pending[k], waiting[k] = [], 0
+
+    reported = 0
+    for start, end in regions:
+        windows = windows_in([(start, end)], config)
+        spans += windows
+        for k, encoder in enumerate(encoders if windows else []):
+            if hasattr(encoder, "partials"):
+                starts, units = encoder.partials(audio[round(start * rate) : round(end * rate)], config.partial_step)
+                centres.append(start + (starts + min(encoder.partial_samples, (end - start) * rate) / 2) / rate)
+                pending[k].append(units)
+                waiting[k] += len(units)
+            else:
+                pending[k] += [audio[round(s * rate) : round(e * rate)] for s, e in windows]
+                waiting[k] += len(windows)
+            if waiting[k] >= config.batch:
+                flush(k)
+        advance(int(end) - reported)
+        reported = int(end)
+    for k in range(len(encoders)):
+        flush(k)
+    advance(int(len(audio) / rate) - reported)
+    parts = []
+    for k, encoder in enumerate(encoders):
+        embedded = np.concatenate(done[k]) if done[k] else np.zeros((0, encoder.dim), np.float32)
+        parts.append(_window_means(embedded, np.concatenate(centres), spans, encoder.partial_samples / rate)
+                     if hasattr(encoder, "partials") and len(spans) else embedded)
+    return spans, parts
+
+
+def _window_means(partials: np.ndarray, centres: np.ndarray, spans, partial_seconds: float) -> np.ndarray:
+    """Each window's embedding: the L2-normalised mean of the partials (centred at `centres`) lying inside it,
+    or of the one nearest its middle when none fits."""
+    half, slack = partial_seconds / 2, 0.011  # partials start on 10-ms frames
+    out = np.empty((len(spans), partials.shape[1]), np.float32)
+    for i, (s, e) in enumerate(spans):
+        low, high = np.searchsorted(centres, [s + half - slack, e - half + slack])
+        if high <= low:
+            low = int(np.argmin(np.abs(centres - (s + e) / 2)))
+            high = low + 1
+        out[i] = unit(partials[low:high].mean(axis=0))
+    return out
 
 
 @dataclass
@@ -181,20 +227,18 @@ def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: Diar
     seconds = len(audio) / rate
     notes = [f"{channels} channels mixed down to one"] if channels > 1 else []
     regions = speech_regions(audio, rate)
-    spans = windows_in(regions, config)
     speech = float(sum(e - s for s, e in regions))
-    scored = score_windows(voices, [audio[round(s * rate) : round(e * rate)] for s, e in spans], threshold,
-                           config.batch_windows, advance or (lambda n=1: None))
+    spans, parts = embed_windows(voices, audio, regions, config, advance or (lambda n=1: None))
+    scored = scores_of(voices, parts, threshold)
     decision = scored.decision(speech)
     result = Diarization(name, seconds, speech, [], [], decision.value, decision.source, notes)
     if not scored.names:
         notes.append("nobody is enrolled: every speaker is unknown")
     elif decision.value is None:
         notes.append("no threshold: each voice takes its closest enrolled speaker's name (run `speakerid calibrate`)")
-    if len(scored.kept) == 0:
+    if not spans:
         notes.append("no speech found" if not regions else "no stretch of speech long enough to tell who speaks")
         return result
-    spans = [spans[i] for i in scored.kept]
     labels, info = _name_clusters(scored, cluster(scored.embeddings, config.cluster_threshold), config)
     result.turns = _turns(spans, scored, labels, info, regions, config)
     for label, about in info.items():
@@ -370,8 +414,8 @@ def diarize(registry, files, model=None, threshold: float | None = None, config:
                 continue
             audio = pcm.astype(np.float32) / 32768.0
             config = config or DiarizeConfig()
-            windows = max(1, int(len(audio) / voices.encoder.sample_rate / config.hop))
-            with progress_bar(f"diarizing {path.name}", total=windows, enabled=progress) as advance:
+            with progress_bar(f"diarizing {path.name} (seconds)", total=int(len(audio) / voices.encoder.sample_rate),
+                              enabled=progress) as advance:
                 result = diarize_audio(voices, audio, str(path), config, threshold, channels, advance)
             report.recordings.append(result)
         if truth is not None:
