@@ -56,7 +56,7 @@ class VadConfig:
     neg_threshold: float = 0.2  # speech ends after min_silence under this
     min_speech: float = 0.25  # seconds; shorter regions are dropped
     min_silence: float = 0.3  # seconds under neg_threshold that end a region
-    pad: float = 0.1  # seconds added on each side of a region
+    pad: float = 0.0  # seconds added on each side of a region
 
     def __post_init__(self):
         if not 0 < self.neg_threshold <= self.threshold < 1:
