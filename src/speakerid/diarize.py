@@ -42,29 +42,26 @@ from speakerid.errors import AudioError
 if TYPE_CHECKING:
     from speakerid.scoring import Decision, Scoring
 
-__all__ = ["DiarizeConfig", "Diarization", "DiarizeReport", "WindowScores", "diarize", "embed_windows", "scores_of", "diarize_audio", "windows_in"]
+__all__ = ["DiarizeConfig", "Diarization", "DiarizeReport", "WindowScores", "diarize", "Embedded", "embed_windows", "scores_of", "diarize_audio", "windows_in"]
 
 
 @dataclass(frozen=True)
 class DiarizeConfig:
     """The pipeline's settings (chosen on dev meetings: docs/benchmarks.md, "Diarization")."""
 
-    window: float = 2.5  # seconds of audio per embedding
-    hop: float = 0.5  # seconds between window starts
+    window: float = 1.6  # seconds of audio per embedding (GE2E's partial: a longer window is the mean of its partials)
+    hop: float = 0.8  # seconds between window starts (and between GE2E's partials)
     min_window: float = 0.5  # speech regions shorter than this are left unlabelled
-    cluster_threshold: float = 0.3  # cosine distance at which clustering stops merging (it over-splits a little)
-    stranger_threshold: float = 0.45  # unnamed clusters closer than this (cosine distance of their means) are one stranger
-    min_stranger_seconds: float = 4.0  # a stranger with less speech joins the closest voice
+    max_speakers: int = 10  # the most voices clustering may find in one recording
+    min_stranger_seconds: float = 8.0  # a stranger with less speech joins the closest voice
     min_cluster_windows: int = 2  # smaller clusters join the nearest larger one
     frame: float = 0.1  # seconds per label decision
     switch_penalty: float = 0.3  # summed frame score a change of speaker must win back
     merge_gap: float = 1.0  # one speaker's turns less than this apart become one (pauses inside a sentence)
-    overlap_margin: float = 0.0  # a second speaker within this of the first is labelled too; 0 turns it off
-    partial_step: float = 0.4  # seconds between GE2E's 1.6-s partials in a speech region
     batch: int = 128  # partials or windows embedded at once
 
     def __post_init__(self):
-        if not 0 < self.hop <= self.window or self.min_window <= 0 or self.frame <= 0 or self.partial_step <= 0:
+        if not 0 < self.hop <= self.window or self.min_window <= 0 or self.frame <= 0 or self.max_speakers < 1:
             raise ValueError(f"need 0 < hop <= window, min_window > 0 and frame > 0; got {self}")
 
 
@@ -79,6 +76,7 @@ class WindowScores:
     scoring: "Scoring"
     threshold: float | None  # given: overrides the registry's thresholds
     default: float | None  # the base encoder's uncalibrated default
+    weights: np.ndarray  # per encoder, the fusion's weight (summing to 1)
 
     def group_scores(self, rows: np.ndarray) -> np.ndarray:
         """(speakers,) fused scores of several windows taken together: per encoder, the cosine of their mean
@@ -89,6 +87,16 @@ class WindowScores:
     def decision(self, seconds: float) -> "Decision":
         """The threshold a group of windows holding `seconds` of speech must reach to take a name."""
         return self.scoring.decision("identify", self.threshold, self.default, seconds)
+
+
+@dataclass
+class Embedded:
+    """A recording's speech as the encoders heard it (`embed_windows`)."""
+
+    spans: list[tuple[float, float]]  # the windows, (start, end) seconds
+    parts: list[np.ndarray]  # per encoder (base first), the windows' (windows, dim) L2-normalised embeddings
+    units: list[tuple[np.ndarray, np.ndarray]]  # per encoder, the finest pieces it embedded: (n, 2) spans and (n, dim)
+    # embeddings (GE2E's partials; another encoder's windows); frames are labelled with these
 
 
 def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None) -> WindowScores:
@@ -102,15 +110,17 @@ def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None) -
         cosines, scoring = scores.cosines, scores.scoring
     else:
         cosines, scoring = np.zeros((count, len(names), len(encoders)), np.float32), voices.scoring
-    weights = np.sqrt(np.asarray(scoring.fusion.weights)) if len(scoring.fusion.weights) == len(encoders) else np.ones(len(encoders))
-    embeddings = unit(np.concatenate([w * v for w, v in zip(weights, parts)], axis=1))
-    return WindowScores(names, embeddings, cosines, parts, scoring, threshold, voices.encoder.default_threshold)
+    weights = np.asarray(scoring.fusion.weights) if len(scoring.fusion.weights) == len(encoders) else np.ones(len(encoders))
+    weights = weights / weights.sum()
+    # the cosine of two such rows is the weighted sum of the encoders' cosines
+    embeddings = unit(np.concatenate([np.sqrt(w) * v for w, v in zip(weights, parts)], axis=1))
+    return WindowScores(names, embeddings, cosines, parts, scoring, threshold, voices.encoder.default_threshold, weights)
 
 
 def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]], config: "DiarizeConfig",
-                  advance: Callable[[int], None] = lambda n=1: None) -> tuple[list[tuple[float, float]], list[np.ndarray]]:
-    """The windows cut from speech `regions` of float32 16-kHz `audio` (`windows_in`), and per encoder of a
-    VoiceRegistry (base first) their (windows, dim) L2-normalised embeddings.
+                  advance: Callable[[int], None] = lambda n=1: None) -> Embedded:
+    """The windows cut from speech `regions` of float32 16-kHz `audio` (`windows_in`) and their embeddings
+    by every encoder of a VoiceRegistry.
 
     GE2E embeds each region once, as partials of 1.6 s every `config.partial_step` seconds
     (`Ge2eEncoder.partials`); a window's embedding is the mean of the partials lying inside it (the
@@ -123,7 +133,7 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
     rate = voices.encoder.sample_rate
     encoders = voices.encoders
     spans: list[tuple[float, float]] = []
-    centres: list[np.ndarray] = []  # of GE2E's partials, in seconds
+    partials: list[np.ndarray] = []  # (n, 2) spans of GE2E's partials, in seconds
     pending: list[list] = [[] for _ in encoders]  # per encoder: partials, or windows' audio, waiting for a batch
     waiting = [0] * len(encoders)  # how many partials or windows that is
     done: list[list[np.ndarray]] = [[] for _ in encoders]
@@ -142,8 +152,9 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
         spans += windows
         for k, encoder in enumerate(encoders if windows else []):
             if hasattr(encoder, "partials"):
-                starts, units = encoder.partials(audio[round(start * rate) : round(end * rate)], config.partial_step)
-                centres.append(start + (starts + min(encoder.partial_samples, (end - start) * rate) / 2) / rate)
+                starts, units = encoder.partials(audio[round(start * rate) : round(end * rate)], config.hop)
+                first = start + starts / rate
+                partials.append(np.stack([first, np.minimum(first + encoder.partial_samples / rate, end)], axis=1))
                 pending[k].append(units)
                 waiting[k] += len(units)
             else:
@@ -156,25 +167,32 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
     for k in range(len(encoders)):
         flush(k)
     advance(int(len(audio) / rate) - reported)
-    parts = []
+    window_spans = np.array(spans, dtype=np.float64).reshape(-1, 2)
+    result = Embedded(spans, [], [])
     for k, encoder in enumerate(encoders):
-        embedded = np.concatenate(done[k]) if done[k] else np.zeros((0, encoder.dim), np.float32)
-        parts.append(_window_means(embedded, np.concatenate(centres), spans, encoder.partial_samples / rate)
-                     if hasattr(encoder, "partials") and len(spans) else embedded)
-    return spans, parts
+        vectors = np.concatenate(done[k]) if done[k] else np.zeros((0, encoder.dim), np.float32)
+        if hasattr(encoder, "partials") and spans:
+            pieces = np.concatenate(partials)
+            result.parts.append(_window_means(vectors, pieces, window_spans))
+            result.units.append((pieces, vectors))
+        else:
+            result.parts.append(vectors)
+            result.units.append((window_spans, vectors))
+    return result
 
 
-def _window_means(partials: np.ndarray, centres: np.ndarray, spans, partial_seconds: float) -> np.ndarray:
-    """Each window's embedding: the L2-normalised mean of the partials (centred at `centres`) lying inside it,
+def _window_means(partials: np.ndarray, pieces: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Each window's embedding: the L2-normalised mean of the partials (at `pieces`, in order) lying inside it,
     or of the one nearest its middle when none fits."""
-    half, slack = partial_seconds / 2, 0.011  # partials start on 10-ms frames
+    slack = 0.011  # partials start on 10-ms frames
+    centres = pieces.mean(axis=1)
     out = np.empty((len(spans), partials.shape[1]), np.float32)
     for i, (s, e) in enumerate(spans):
-        low, high = np.searchsorted(centres, [s + half - slack, e - half + slack])
-        if high <= low:
-            low = int(np.argmin(np.abs(centres - (s + e) / 2)))
-            high = low + 1
-        out[i] = unit(partials[low:high].mean(axis=0))
+        inside = np.arange(*np.searchsorted(centres, [s, e]))
+        inside = inside[(pieces[inside, 0] >= s - slack) & (pieces[inside, 1] <= e + slack)]
+        if not len(inside):
+            inside = [int(np.argmin(np.abs(centres - (s + e) / 2)))]
+        out[i] = unit(partials[inside].mean(axis=0))
     return out
 
 
@@ -228,19 +246,19 @@ def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: Diar
     notes = [f"{channels} channels mixed down to one"] if channels > 1 else []
     regions = speech_regions(audio, rate)
     speech = float(sum(e - s for s, e in regions))
-    spans, parts = embed_windows(voices, audio, regions, config, advance or (lambda n=1: None))
-    scored = scores_of(voices, parts, threshold)
+    embedded = embed_windows(voices, audio, regions, config, advance or (lambda n=1: None))
+    scored = scores_of(voices, embedded.parts, threshold)
     decision = scored.decision(speech)
     result = Diarization(name, seconds, speech, [], [], decision.value, decision.source, notes)
     if not scored.names:
         notes.append("nobody is enrolled: every speaker is unknown")
     elif decision.value is None:
         notes.append("no threshold: each voice takes its closest enrolled speaker's name (run `speakerid calibrate`)")
-    if not spans:
+    if not embedded.spans:
         notes.append("no speech found" if not regions else "no stretch of speech long enough to tell who speaks")
         return result
-    labels, info = _name_clusters(scored, cluster(scored.embeddings, config.cluster_threshold), config)
-    result.turns = _turns(spans, scored, labels, info, regions, config)
+    labels, info = _name_clusters(scored, cluster(scored.embeddings, config.max_speakers), embedded.spans, config)
+    result.turns = _turns(embedded, scored, labels, info, regions, config)
     for label, about in info.items():
         turns = [t for t in result.turns if t.speaker == label]
         if turns:
@@ -249,7 +267,8 @@ def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: Diar
     return result
 
 
-def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeConfig) -> tuple[np.ndarray, dict[str, dict]]:
+def _name_clusters(scored: WindowScores, clusters: np.ndarray, spans: list[tuple[float, float]],
+                   config: DiarizeConfig) -> tuple[np.ndarray, dict[str, dict]]:
     """A label per window (enrolled name or unknown-N), and per label: enrolled, score, closest enrolled speaker."""
     sizes = np.bincount(clusters)
     big = [c for c in range(len(sizes)) if sizes[c] >= config.min_cluster_windows] or [int(np.argmax(sizes))]
@@ -266,10 +285,17 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeCo
         group = scored.group_scores(rows)
         top = int(np.argmax(group))
         best[c] = (scored.names[top], float(group[top]))
-        # the name is decided on all of the cluster's speech: about one hop of new audio per window
-        accepted = scored.decision(len(rows) * config.hop + config.window - config.hop).accepts(float(group[top]))
+        # the name is decided on all of the cluster's speech, at the threshold for that much audio
+        accepted = scored.decision(_covered([spans[i] for i in rows])).accepts(float(group[top]))
         names[c] = scored.names[top] if accepted is not False else None
-    clusters, big = _join_strangers(scored, clusters, big, names, config)
+    # a stranger with too little speech to stand on its own is a piece of the closest voice
+    mean = lambda c: unit(scored.embeddings[clusters == c].mean(axis=0))
+    for c in [c for c in big if names[c] is None]:
+        others = [o for o in big if o != c]
+        if others and _covered([spans[i] for i in np.flatnonzero(clusters == c)]) < config.min_stranger_seconds:
+            closest = max(others, key=lambda o: float(mean(c) @ mean(o)))
+            clusters[clusters == c] = closest
+            big.remove(c)
     labels = np.empty(len(clusters), dtype=object)
     info: dict[str, dict] = {}
     strangers = 0
@@ -286,73 +312,55 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeCo
     return labels, info
 
 
-def _join_strangers(scored: WindowScores, clusters: np.ndarray, big: list[int], names: dict, config: DiarizeConfig):
-    """Clustering cut fine splits a voice nobody enrolled into pieces: unnamed clusters whose means are closer than
-    stranger_threshold merge (closest first), then those with under min_stranger_seconds of windows join the closest voice."""
-    clusters = clusters.copy()
-    mean = lambda c: unit(scored.embeddings[clusters == c].mean(axis=0))
-    while True:
-        unnamed = [c for c in big if names[c] is None]
-        pairs = [(1 - float(mean(a) @ mean(b)), a, b) for i, a in enumerate(unnamed) for b in unnamed[i + 1 :]]
-        if not pairs or min(pairs)[0] >= config.stranger_threshold:
-            break
-        _, keep, gone = min(pairs)
-        clusters[clusters == gone] = keep
-        big.remove(gone)
-    per_window = config.hop  # windows overlap: each adds about one hop of speech
-    for c in [c for c in big if names[c] is None]:
-        others = [o for o in big if o != c]
-        if others and np.sum(clusters == c) * per_window < config.min_stranger_seconds:
-            closest = max(others, key=lambda o: float(mean(c) @ mean(o)))
-            clusters[clusters == c] = closest
-            big.remove(c)
-    return clusters, big
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds of audio the spans cover together (overlapping windows counted once)."""
+    total, reach = 0.0, -np.inf
+    for start, end in sorted(spans):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
 
 
-def _turns(spans, scored: WindowScores, labels: np.ndarray, info: dict, regions, config: DiarizeConfig) -> list[Turn]:
-    """Frame-level labels inside the speech regions, smoothed, merged into turns with scores."""
+def _turns(embedded: Embedded, scored: WindowScores, labels: np.ndarray, info: dict, regions,
+           config: DiarizeConfig) -> list[Turn]:
+    """Frame-level labels inside the speech regions, smoothed, merged into turns with scores.
+
+    A frame's score for a label is, per encoder, the mean cosine of the units covering it (GE2E's
+    1.6-s partials, another encoder's windows) to the label's centroid (the mean of its windows),
+    the encoders weighed as the fusion weighs them.
+    """
     order = list(info)
-    centroids = unit(np.stack([scored.embeddings[labels == label].mean(axis=0) for label in order]))
-    similarity = unit(scored.embeddings) @ centroids.T  # (windows, labels)
-    starts = np.array([s for s, _ in spans])
-    ends = np.array([e for _, e in spans])
+    similarities = []
+    for part, (pieces, vectors) in zip(embedded.parts, embedded.units):
+        centroids = unit(np.stack([part[labels == label].mean(axis=0) for label in order]))
+        similarities.append((pieces, unit(vectors) @ centroids.T))  # (units, labels)
     turns: list[Turn] = []
     for region_start, region_end in regions:
         times = np.arange(region_start, region_end, config.frame) + config.frame / 2
-        covering = (starts[None, :] <= times[:, None]) & (ends[None, :] >= times[:, None])
-        if not covering.any():  # a region too short to embed: the nearest window speaks for it
-            covering = np.zeros_like(covering)
-            covering[:, np.argmin(np.abs((starts + ends) / 2 - (region_start + region_end) / 2))] = True
-        has = covering.any(axis=1)
-        weights = covering / np.maximum(covering.sum(axis=1, keepdims=True), 1)
-        frame_scores = weights @ similarity
-        # frames no window covers take their nearest covered frame's scores
-        nearest = np.flatnonzero(has)[np.abs(np.flatnonzero(has)[None, :] - np.arange(len(times))[:, None]).argmin(axis=1)]
-        frame_scores = frame_scores[nearest]
+        frame_scores = sum(w * _covering_mean(pieces, similarity, times)
+                           for w, (pieces, similarity) in zip(scored.weights, similarities))
         path = viterbi(frame_scores, config.switch_penalty)
         edges = np.concatenate([[0], np.flatnonzero(np.diff(path)) + 1, [len(path)]])
         for a, b in zip(edges[:-1], edges[1:]):
             start = region_start if a == 0 else region_start + a * config.frame
             end = region_end if b == len(path) else region_start + b * config.frame
             turns.append(Turn(round(start, 3), round(end, 3), order[path[a]], float(frame_scores[a:b, path[a]].mean())))
-        if config.overlap_margin > 0:
-            turns.extend(_overlapping(frame_scores, path, order, region_start, region_end, config))
     return _merged(turns, gap=max(config.merge_gap, config.frame))
 
 
-def _overlapping(frame_scores, path, order, region_start, region_end, config) -> list[Turn]:
-    """Turns of a second speaker where their frame score comes within overlap_margin of the chosen one's."""
-    chosen = frame_scores[np.arange(len(path)), path]
-    others = frame_scores.copy()
-    others[np.arange(len(path)), path] = -np.inf
-    second = np.argmax(others, axis=1)
-    close = chosen - others[np.arange(len(path)), second] <= config.overlap_margin
-    out = []
-    for a in np.flatnonzero(close):
-        start = region_start + a * config.frame
-        out.append(Turn(round(start, 3), round(min(start + config.frame, region_end), 3), order[second[a]],
-                        float(others[a, second[a]])))
-    return out
+def _covering_mean(pieces: np.ndarray, values: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """(frames, k): at each time, the mean of `values` (units, k) over the units (`pieces`, in order of start)
+    covering it; a frame no unit covers takes the nearest covered frame's, and a stretch no unit
+    reaches (speech too short to embed) the unit nearest to it."""
+    low, high = np.searchsorted(pieces[:, 0], [times[0] - 60.0, times[-1]], side="right")  # no unit is a minute long
+    near = np.arange(low, high)
+    covering = (pieces[near, 0][None, :] <= times[:, None]) & (pieces[near, 1][None, :] >= times[:, None])
+    if not covering.any():
+        nearest = int(np.argmin(np.abs(pieces.mean(axis=1) - times.mean())))
+        return np.repeat(values[nearest : nearest + 1], len(times), axis=0)
+    scores = (covering / np.maximum(covering.sum(axis=1, keepdims=True), 1)) @ values[near]
+    has = np.flatnonzero(covering.any(axis=1))
+    return scores[has[np.abs(has[None, :] - np.arange(len(times))[:, None]).argmin(axis=1)]]
 
 
 def _merged(turns: list[Turn], gap: float) -> list[Turn]:
