@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from speakerid import vad
-from speakerid.audio import SAMPLE_RATE, load_audio
+from speakerid.audio import SAMPLE_RATE, load_audio, to_int16
 from speakerid.meetings import trim_silence
 from speakerid.vad import FRAME, FRAME_SECONDS, VadConfig, VoiceDetector, regions_from_probabilities, speech_regions, speech_seconds
 
@@ -84,6 +84,8 @@ def test_blocks_give_the_same_probabilities(detector, placed, monkeypatch):
     monkeypatch.setattr(vad, "BLOCK_FRAMES", 7)
     assert np.abs(detector.probabilities(audio) - whole).max() < 1e-5
     assert len(whole) == -(-len(audio) // FRAME)
+    pcm = to_int16(audio)  # int16 samples are converted a block at a time, never whole
+    assert np.abs(detector.probabilities(pcm) - detector.probabilities(pcm.astype(np.float32) / 32768)).max() < 1e-5
 
 
 def test_regions_from_probabilities_rules():

@@ -10,6 +10,7 @@ __all__ = ["cluster", "unit", "viterbi"]
 
 MAX_WINDOWS = 1500  # more windows would make the affinity matrix (n^2 floats) and its eigenvectors costly
 PRUNING = np.linspace(0.02, 0.3, 15)  # shares of each row's strongest affinities kept, tried in turn
+MIN_NEIGHBOURS = 5  # each row keeps at least this many: fewer cut a single voice into disconnected pieces
 RESTARTS = 5  # k-means runs on the spectral embedding (seeded); the tightest wins
 
 
@@ -23,7 +24,8 @@ def cluster(embeddings: np.ndarray, max_clusters: int = 10) -> np.ndarray:
     """Cluster numbers (0, 1, ...) for L2-normalised embeddings, the number of clusters found, not given:
     spectral clustering with the normalised maximum eigengap (NME-SC, Park et al., 2019).
 
-    The affinity is the cosine similarity, each row keeping only its strongest share p; the
+    The affinity is the cosine similarity, each row keeping only its strongest share p (and at
+    least MIN_NEIGHBOURS); the
     Laplacian's largest gap among its smallest `max_clusters` + 1 eigenvalues gives the number of
     clusters. p is chosen per recording: the one whose largest gap, relative to the largest
     eigenvalue, is widest for the share of affinities it keeps. The rows of the first eigenvectors
@@ -54,7 +56,7 @@ def _spectral(x: np.ndarray, max_clusters: int) -> np.ndarray:
     rows = np.arange(n)[:, None]
     last = min(max_clusters, n - 1)
     best = None
-    for keep in sorted({max(2, round(share * n)) for share in PRUNING}):
+    for keep in sorted({min(n - 1, max(MIN_NEIGHBOURS, round(share * n))) for share in PRUNING}):
         pruned = np.zeros_like(affinity)
         pruned[rows, strongest[:, :keep]] = affinity[rows, strongest[:, :keep]]
         pruned = np.maximum((pruned + pruned.T) / 2, 0.0)

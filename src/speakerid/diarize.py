@@ -1,30 +1,34 @@
 """diarize: who spoke when in a recording, by name for enrolled speakers and `unknown-N` for the others.
 
-The pipeline, with its settings in `DiarizeConfig`:
+The pipeline, with its settings in `DiarizeConfig` (chosen on dev meetings: docs/benchmarks.md, "Diarization"):
 
 1. speech regions from the voice-activity detector (`speakerid.vad`);
-2. windows of `window` seconds every `hop` seconds inside them (a shorter region is one window);
-3. `score_windows`: the registry's encoder embeds the windows in batches, and each is scored
-   (cosine) against every enrolled speaker's reference. This is the only step that knows the
-   registry;
-4. the windows are clustered by voice (agglomerative, average linkage, cosine distance cut at
-   `cluster_threshold`), so the number of speakers is found, not given;
-5. each cluster is named: its mean embedding (all its windows together, seconds of speech) is
-   scored against the references, and the best enrolled speaker names it when that score
-   reaches the registry's threshold; clusters taking the same name merge; the others become
-   `unknown-1`, `unknown-2`, ... in order of appearance. A short window scores lower than a
-   whole recording, so no name is decided on one window: a voice's name is decided on all its
-   speech in the recording (typically tens of seconds), and the registry's threshold should be
-   calibrated on recordings of that length (`speakerid calibrate` on 10-30-s recordings), not on
-   short clips;
-6. every `frame` seconds of speech is scored against each speaker's mean (the mean similarity
-   of the windows covering it), and a Viterbi pass with `switch_penalty` per change of speaker
-   smooths the labels, so a turn does not flicker between speakers window by window;
-7. frames become turns; where a second speaker's frame score comes within `overlap_margin` of
-   the first one's, both are labelled (overlapped speech).
+2. `embed_windows`: windows of `window` seconds every `hop` seconds inside them (a shorter region
+   is one window), embedded by every encoder of the registry. GE2E embeds each region once, as
+   its 1.6-s partials every `hop` seconds (`Ge2eEncoder.partials`): with the default 1.6-s
+   window a window is a partial, and a longer window is the mean of the partials inside it;
+3. `scores_of`: each window is scored against every enrolled speaker's references. With two
+   encoders (after `speakerid adapt`), a window's embedding for clustering is both encoders'
+   embeddings weighed as the registry's fusion weighs their scores;
+4. the windows are clustered by voice (spectral clustering, `speakerid.clustering`), so the
+   number of speakers is found, not given (at most `max_speakers`);
+5. each cluster is named: its mean embedding is scored against the references (fused), and the
+   best enrolled speaker names it when that score reaches the registry's identification
+   threshold for the seconds of speech the cluster covers (`Scoring.decision`: calibrate
+   measures how scores grow with the length of the audio); clusters taking the same name merge;
+   an unnamed cluster with less than `min_stranger_seconds` of speech joins the closest voice;
+   the others become `unknown-1`, `unknown-2`, ... in order of appearance;
+6. every `frame` seconds of speech is scored against each voice's centroid (per encoder, the
+   mean cosine of the units covering it: GE2E's partials, another encoder's windows), and a
+   Viterbi pass with `switch_penalty` per change of speaker smooths the labels, so a turn does
+   not flicker between speakers;
+7. frames become turns; one speaker's turns less than `merge_gap` apart are joined (pauses
+   inside a sentence). Overlapped speech gets one label.
 
-Memory: the decoded audio (230 MB for an hour) plus one batch of windows; the clustering works
-on at most MAX_LINKAGE_WINDOWS windows (see `speakerid.clustering`).
+Memory: the decoded audio (115 MB of 16-bit samples an hour) and, per encoder, the windows'
+embeddings (256 floats each, 4.6 MB an hour of speech at the default hop); the audio is
+embedded region by region in batches of `batch`, and clustering works on at most
+`speakerid.clustering.MAX_WINDOWS` windows.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from speakerid.audio import SAMPLE_RATE
+from speakerid.audio import to_float32
 from speakerid.clustering import cluster, unit, viterbi
 from speakerid.der import UNKNOWN_PREFIX, Turn
 from speakerid.errors import AudioError
@@ -119,10 +123,10 @@ def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None) -
 
 def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]], config: "DiarizeConfig",
                   advance: Callable[[int], None] = lambda n=1: None) -> Embedded:
-    """The windows cut from speech `regions` of float32 16-kHz `audio` (`windows_in`) and their embeddings
+    """The windows cut from speech `regions` of 16-kHz `audio` (float32 or int16; `windows_in`) and their embeddings
     by every encoder of a VoiceRegistry.
 
-    GE2E embeds each region once, as partials of 1.6 s every `config.partial_step` seconds
+    GE2E embeds each region once, as partials of 1.6 s every `config.hop` seconds
     (`Ge2eEncoder.partials`); a window's embedding is the mean of the partials lying inside it (the
     partial nearest its middle when none fits: a window shorter than a partial). Other encoders embed
     the windows' audio. Regions go in order, in batches of `config.batch` partials or windows, so
@@ -152,13 +156,13 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
         spans += windows
         for k, encoder in enumerate(encoders if windows else []):
             if hasattr(encoder, "partials"):
-                starts, units = encoder.partials(audio[round(start * rate) : round(end * rate)], config.hop)
+                starts, units = encoder.partials(to_float32(audio[round(start * rate) : round(end * rate)]), config.hop)
                 first = start + starts / rate
                 partials.append(np.stack([first, np.minimum(first + encoder.partial_samples / rate, end)], axis=1))
                 pending[k].append(units)
                 waiting[k] += len(units)
             else:
-                pending[k] += [audio[round(s * rate) : round(e * rate)] for s, e in windows]
+                pending[k] += [to_float32(audio[round(s * rate) : round(e * rate)]) for s, e in windows]
                 waiting[k] += len(windows)
             if waiting[k] >= config.batch:
                 flush(k)
@@ -237,7 +241,7 @@ def windows_in(regions: list[tuple[float, float]], config: DiarizeConfig) -> lis
 def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: DiarizeConfig | None = None,
                   threshold: float | None = None, channels: int = 1,
                   advance: Callable[[int], None] | None = None) -> Diarization:
-    """Diarize float32 mono audio at the encoder's rate with a VoiceRegistry's speakers."""
+    """Diarize mono audio (float32, or int16 samples) at the encoder's rate with a VoiceRegistry's speakers."""
     from speakerid.vad import speech_regions
 
     config = config or DiarizeConfig()
@@ -416,11 +420,10 @@ def diarize(registry, files, model=None, threshold: float | None = None, config:
     try:
         for path in map(Path, files):
             try:
-                pcm, _, channels = load_pcm16(path, voices.encoder.sample_rate)
+                audio, _, channels = load_pcm16(path, voices.encoder.sample_rate)  # int16: half the memory of float32
             except AudioError as err:
                 report.failed.append((str(path), err.reason))
                 continue
-            audio = pcm.astype(np.float32) / 32768.0
             config = config or DiarizeConfig()
             with progress_bar(f"diarizing {path.name} (seconds)", total=int(len(audio) / voices.encoder.sample_rate),
                               enabled=progress) as advance:

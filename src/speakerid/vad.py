@@ -127,11 +127,14 @@ class VoiceDetector:
         self.network = _network()
 
     def probabilities(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """The probability of speech in each FRAME_SECONDS frame (the last frame zero-padded)."""
+        """The probability of speech in each FRAME_SECONDS frame (the last frame zero-padded) of float or
+        int16 audio; a block at a time is converted, so int16 audio is never copied whole."""
         import torch
 
+        from speakerid.audio import to_float32
+
         audio = _at_16k(audio, sample_rate)
-        audio = audio * np.float32(10 ** (level_gain_db(audio) / 20))
+        gain = np.float32(10 ** (level_gain_db(audio) / 20))
         n_frames = -(-len(audio) // FRAME)
         if n_frames == 0:
             return np.zeros(0, dtype=np.float32)
@@ -140,7 +143,7 @@ class VoiceDetector:
             for first in range(0, n_frames, BLOCK_FRAMES):
                 last = min(first + BLOCK_FRAMES, n_frames)
                 start = first * FRAME - CONTEXT
-                block = audio[max(0, start) : last * FRAME]
+                block = to_float32(audio[max(0, start) : last * FRAME]) * gain
                 block = np.pad(block, (max(0, -start), (last - first) * FRAME + CONTEXT - len(block) - max(0, -start)))
                 frames = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).unfold(0, CONTEXT + FRAME, FRAME)
                 probs, state = self.network(frames, state)
@@ -154,11 +157,15 @@ class VoiceDetector:
 
 
 def level_gain_db(audio: np.ndarray) -> float:
-    """The gain (dB, 0 to MAX_GAIN_DB) that brings the loud frames of 16-kHz audio to TARGET_DBFS."""
+    """The gain (dB, 0 to MAX_GAIN_DB) that brings the loud frames of 16-kHz audio (float or int16) to TARGET_DBFS."""
+    from speakerid.audio import to_float32
+
     n = len(audio) // FRAME
     if n == 0:
         return 0.0
-    power = np.mean(np.square(audio[: n * FRAME].reshape(n, FRAME), dtype=np.float64), axis=1)
+    power = np.concatenate([np.mean(np.square(to_float32(audio[first * FRAME : min(first + BLOCK_FRAMES, n) * FRAME])
+                                              .reshape(-1, FRAME), dtype=np.float64), axis=1)
+                            for first in range(0, n, BLOCK_FRAMES)])
     loud = 10 * np.log10(np.percentile(power, 95) + 1e-20)
     return float(np.clip(TARGET_DBFS - loud, 0.0, MAX_GAIN_DB))
 
@@ -194,14 +201,15 @@ def regions_from_probabilities(probs: np.ndarray, duration: float, config: VadCo
 
 
 def _at_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    audio = np.asarray(audio, dtype=np.float32)
+    """Mono audio at 16 kHz: int16 stays int16 (converted a block at a time), anything else float32."""
+    from speakerid.audio import resample, to_float32
+
+    audio = np.asarray(audio)
     if audio.ndim != 1:
         raise ValueError(f"expected mono audio (T,), got shape {audio.shape}")
     if sample_rate != SAMPLE_RATE:
-        from speakerid.audio import resample
-
-        audio = resample(audio, sample_rate, SAMPLE_RATE)
-    return audio
+        return resample(to_float32(audio), sample_rate, SAMPLE_RATE)
+    return audio if audio.dtype == np.int16 else to_float32(audio)
 
 
 _detector: VoiceDetector | None = None
