@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import platform
 import time
 from pathlib import Path
@@ -54,12 +55,12 @@ def registry_for(enrollment: dict[str, list[Path]], calibration: list[str], tag:
     if adapted and len(voices.encoders) == 1:
         adapt(path, progress=False)
     if voices.scoring.identify is None or voices.scoring.source != "calibrated":
-        folder = CACHE / "calibration-sentences"  # the strangers' sentences, as a folder of speaker folders
+        folder = CACHE / f"calibration-{tag}"  # the strangers' sentences, as a folder of speaker folders
+        shutil.rmtree(folder, ignore_errors=True)  # exactly these strangers, never a meeting's speaker
         for speaker in calibration:
             (folder / speaker).mkdir(parents=True, exist_ok=True)
             for sentence in sorted((DATA / speaker).glob("*.flac")):
-                if not (folder / speaker / sentence.name).exists():
-                    (folder / speaker / sentence.name).symlink_to(sentence)
+                (folder / speaker / sentence.name).symlink_to(sentence)
         calibrate(path, folder, progress=False)
     return VoiceRegistry(path)
 
