@@ -11,7 +11,8 @@ import soundfile as sf
 
 from speakerid.audio import SAMPLE_RATE, load_pcm16, write_wav
 from speakerid.der import diarization_error, named_error, read_rttm, write_rttm
-from speakerid.diarize import DiarizeConfig, diarize, diarize_audio, windows_in
+from speakerid.diarize import DiarizeConfig, diarize, diarize_audio
+from speakerid.speech_windows import windows_in
 from speakerid.errors import SpeakerIdError
 from speakerid.meetings import build_meeting, plan_meetings
 from speakerid.voices import VoiceRegistry
