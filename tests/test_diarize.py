@@ -9,9 +9,10 @@ import pytest
 from conftest import fixed_threshold
 import soundfile as sf
 
-from speakerid.audio import SAMPLE_RATE, write_wav
+from speakerid.audio import SAMPLE_RATE, load_pcm16, write_wav
 from speakerid.der import diarization_error, named_error, read_rttm, write_rttm
-from speakerid.diarize import DiarizeConfig, diarize, diarize_audio, windows_in
+from speakerid.diarize import DiarizeConfig, diarize, diarize_audio
+from speakerid.speech_windows import windows_in
 from speakerid.errors import SpeakerIdError
 from speakerid.meetings import build_meeting, plan_meetings
 from speakerid.voices import VoiceRegistry
@@ -67,6 +68,13 @@ def test_no_speech_and_one_speaker(meeting):
     single = diarize_audio(voices, alone)
     expected = first.speaker if first.speaker in mixed.enrolled else "unknown-1"
     assert {t.speaker for t in single.turns} == {expected}
+
+
+def test_int16_samples_diarize_as_their_float_values(meeting):
+    root, voices, _ = meeting
+    pcm, _, _ = load_pcm16(root / "meeting.wav")  # what `diarize` keeps of a file: half the memory of float32
+    head = pcm[: 45 * SAMPLE_RATE]
+    assert diarize_audio(voices, head).turns == diarize_audio(voices, head.astype(np.float32) / 32768).turns
 
 
 def test_windows_cover_regions():

@@ -201,3 +201,19 @@ def test_missing_resemblyzer_names_the_fix(monkeypatch):
     monkeypatch.setattr(encoders.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match=r"pip install resemblyzer==0\.1\.4"):
         Ge2eEncoder("cpu")
+
+
+def test_ge2e_partials_match_resemblyzer_partials_and_hear_no_level(dsp20, ge2e, resemblyzer):
+    """Region partials (for diarization) are Resemblyzer's own partials where it would cut the same ones:
+    loud speech (no gain) exactly 1.6 s + 4 steps long; and a quiet partial is raised as a whole recording is."""
+    audio = load_audio(dsp20 / "16307130192" / "take02.flac")[4 * SAMPLE_RATE : 4 * SAMPLE_RATE + int(4.8 * SAMPLE_RATE)]
+    starts, units = ge2e.partials(audio, 0.8)
+    assert starts.tolist() == [i * 12800 for i in range(5)]  # every 0.8 s, the last one ending with the audio
+    _, expected, wav_slices = resemblyzer.VoiceEncoder("cpu", verbose=False).embed_utterance(audio, return_partials=True, rate=1.25)
+    assert [s.start for s in wav_slices][: len(starts)] == starts.tolist()
+    np.testing.assert_allclose(ge2e.embed_units(units).numpy(), expected[: len(starts)], atol=1e-5)
+
+    quiet, quieter = (ge2e.partials(audio * np.float32(level), 0.8)[1] for level in (0.02, 0.005))  # both under -30 dBFS
+    np.testing.assert_allclose(quiet.numpy(), quieter.numpy(), rtol=1e-3, atol=1e-9)
+    short_starts, short = ge2e.partials(audio[: SAMPLE_RATE], 0.8)  # one zero-padded partial
+    assert short_starts.tolist() == [0] and short.shape == (1, 160, 40)

@@ -24,6 +24,7 @@ __all__ = [
     "decode_audio",
     "read_file",
     "resample",
+    "to_float32",
     "to_int16",
     "write_wav",
 ]
@@ -109,6 +110,12 @@ def _reason(err: Exception) -> str:
     if text.startswith("Error opening"):
         text = text.rsplit(": ", 1)[-1]
     return text.strip().rstrip(".") or type(err).__name__
+
+
+def to_float32(samples: np.ndarray) -> np.ndarray:
+    """int16 samples as float32 in [-1, 1); float audio as float32 (not copied when it already is)."""
+    samples = np.asarray(samples)
+    return samples.astype(np.float32) / np.float32(32768.0) if samples.dtype == np.int16 else samples.astype(np.float32, copy=False)
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:

@@ -1,69 +1,71 @@
 """diarize: who spoke when in a recording, by name for enrolled speakers and `unknown-N` for the others.
 
-The pipeline, with its settings in `DiarizeConfig`:
+The pipeline, with its settings in `DiarizeConfig` (chosen on dev meetings: docs/benchmarks.md, "Diarization"):
 
 1. speech regions from the voice-activity detector (`speakerid.vad`);
-2. windows of `window` seconds every `hop` seconds inside them (a shorter region is one window);
-3. `score_windows`: the registry's encoder embeds the windows in batches, and each is scored
-   (cosine) against every enrolled speaker's reference. This is the only step that knows the
-   registry;
-4. the windows are clustered by voice (agglomerative, average linkage, cosine distance cut at
-   `cluster_threshold`), so the number of speakers is found, not given;
-5. each cluster is named: its mean embedding (all its windows together, seconds of speech) is
-   scored against the references, and the best enrolled speaker names it when that score
-   reaches the registry's threshold; clusters taking the same name merge; the others become
-   `unknown-1`, `unknown-2`, ... in order of appearance. A short window scores lower than a
-   whole recording, so no name is decided on one window: a voice's name is decided on all its
-   speech in the recording (typically tens of seconds), and the registry's threshold should be
-   calibrated on recordings of that length (`speakerid calibrate` on 10-30-s recordings), not on
-   short clips;
-6. every `frame` seconds of speech is scored against each speaker's mean (the mean similarity
-   of the windows covering it), and a Viterbi pass with `switch_penalty` per change of speaker
-   smooths the labels, so a turn does not flicker between speakers window by window;
-7. frames become turns; where a second speaker's frame score comes within `overlap_margin` of
-   the first one's, both are labelled (overlapped speech).
+2. `embed_windows` (`speakerid.speech_windows`): windows of `window` seconds every `hop` seconds
+   inside them (a shorter region is one window), embedded by every encoder of the registry.
+   GE2E embeds each region once, as its 1.6-s partials every `hop` seconds: with the default
+   1.6-s window a window is a partial, and a longer window is the mean of the partials inside it;
+3. `scores_of`: each window is scored against every enrolled speaker's references. With two
+   encoders (after `speakerid adapt`), a window's embedding for clustering is both encoders'
+   embeddings weighed as the registry's fusion weighs their scores;
+4. the windows are clustered by voice (spectral clustering, `speakerid.clustering`), so the
+   number of speakers is found, not given (at most `max_speakers`);
+5. each cluster is named: its mean embedding is scored against the references (fused), and the
+   best enrolled speaker names it when that score reaches the registry's identification
+   threshold for the seconds of speech the cluster covers (`Scoring.decision`: calibrate
+   measures how scores grow with the length of the audio); clusters taking the same name merge;
+   an unnamed cluster with less than `min_stranger_seconds` of speech joins the closest voice;
+   the others become `unknown-1`, `unknown-2`, ... in order of appearance;
+6. every `frame` seconds of speech is scored against each voice's centroid (per encoder, the
+   mean cosine of the units covering it: GE2E's partials, another encoder's windows), and a
+   Viterbi pass with `switch_penalty` per change of speaker smooths the labels, so a turn does
+   not flicker between speakers;
+7. frames become turns; one speaker's turns less than `merge_gap` apart are joined (pauses
+   inside a sentence). Overlapped speech gets one label.
 
-Memory: the decoded audio (230 MB for an hour) plus one batch of windows; the clustering works
-on at most MAX_LINKAGE_WINDOWS windows (see `speakerid.clustering`).
+Memory: the decoded audio (115 MB of 16-bit samples an hour) and, per encoder, the windows'
+embeddings (256 floats each, 4.6 MB an hour of speech at the default hop); the audio is
+embedded region by region in batches of `batch`, and clustering works on at most
+`speakerid.clustering.MAX_WINDOWS` windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from speakerid.audio import SAMPLE_RATE
 from speakerid.clustering import cluster, unit, viterbi
 from speakerid.der import UNKNOWN_PREFIX, Turn
 from speakerid.errors import AudioError
+from speakerid.speech_windows import Embedded, embed_windows
 
 if TYPE_CHECKING:
     from speakerid.scoring import Decision, Scoring
 
-__all__ = ["DiarizeConfig", "Diarization", "DiarizeReport", "WindowScores", "diarize", "score_windows", "diarize_audio", "windows_in"]
+__all__ = ["DiarizeConfig", "Diarization", "DiarizeReport", "WindowScores", "diarize", "scores_of", "diarize_audio"]
 
 
 @dataclass(frozen=True)
 class DiarizeConfig:
     """The pipeline's settings (chosen on dev meetings: docs/benchmarks.md, "Diarization")."""
 
-    window: float = 2.5  # seconds of audio per embedding
-    hop: float = 0.5  # seconds between window starts
+    window: float = 1.6  # seconds of audio per embedding (GE2E's partial: a longer window is the mean of its partials)
+    hop: float = 0.8  # seconds between window starts (and between GE2E's partials)
     min_window: float = 0.5  # speech regions shorter than this are left unlabelled
-    cluster_threshold: float = 0.3  # cosine distance at which clustering stops merging (it over-splits a little)
-    stranger_threshold: float = 0.45  # unnamed clusters closer than this (cosine distance of their means) are one stranger
-    min_stranger_seconds: float = 4.0  # a stranger with less speech joins the closest voice
+    max_speakers: int = 10  # the most voices clustering may find in one recording
+    min_stranger_seconds: float = 8.0  # a stranger with less speech joins the closest voice
     min_cluster_windows: int = 2  # smaller clusters join the nearest larger one
     frame: float = 0.1  # seconds per label decision
     switch_penalty: float = 0.3  # summed frame score a change of speaker must win back
     merge_gap: float = 1.0  # one speaker's turns less than this apart become one (pauses inside a sentence)
-    overlap_margin: float = 0.0  # a second speaker within this of the first is labelled too; 0 turns it off
-    batch_windows: int = 128  # windows embedded at once
+    batch: int = 128  # partials or windows embedded at once
 
     def __post_init__(self):
-        if not 0 < self.hop <= self.window or self.min_window <= 0 or self.frame <= 0:
+        if not 0 < self.hop <= self.window or self.min_window <= 0 or self.frame <= 0 or self.max_speakers < 1:
             raise ValueError(f"need 0 < hop <= window, min_window > 0 and frame > 0; got {self}")
 
 
@@ -78,7 +80,7 @@ class WindowScores:
     scoring: "Scoring"
     threshold: float | None  # given: overrides the registry's thresholds
     default: float | None  # the base encoder's uncalibrated default
-    kept: np.ndarray  # indices of the windows that could be embedded (the rows above)
+    weights: np.ndarray  # per encoder, the fusion's weight (summing to 1)
 
     def group_scores(self, rows: np.ndarray) -> np.ndarray:
         """(speakers,) fused scores of several windows taken together: per encoder, the cosine of their mean
@@ -91,45 +93,22 @@ class WindowScores:
         return self.scoring.decision("identify", self.threshold, self.default, seconds)
 
 
-def score_windows(voices, windows: Sequence[np.ndarray], threshold: float | None = None, batch: int = 128,
-                  advance: Callable[[int], None] = lambda n=1: None) -> WindowScores:
-    """Embed windows (float32 mono, 16 kHz) with every encoder of a VoiceRegistry and score them against
-    its enrolled speakers (`threshold` overrides the registry's thresholds). Windows an encoder
-    refuses (too little speech for it) are left out; `kept` says which stayed."""
+def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None) -> WindowScores:
+    """Windows' embeddings (per encoder of a VoiceRegistry, base first: (windows, dim), L2-normalised) scored
+    against its enrolled speakers (`threshold` overrides the registry's thresholds)."""
     encoders = voices.encoders
-    parts: list[list[np.ndarray]] = [[] for _ in encoders]
-    kept = []
-    for first in range(0, len(windows), batch):
-        chunk = list(windows[first : first + batch])
-        try:
-            embedded = voices.embed(chunk)
-            kept.extend(range(first, first + len(chunk)))
-        except AudioError:  # one window too short of speech for an encoder: embed them one by one
-            embedded = {e.name: [] for e in encoders}
-            for i, window in enumerate(chunk, first):
-                try:
-                    one = voices.embed([window])
-                except AudioError:
-                    continue
-                kept.append(i)
-                for name, vectors in one.items():
-                    embedded[name].append(vectors)
-            embedded = {name: np.concatenate(v) if v else np.zeros((0, e.dim), np.float32)
-                        for (name, v), e in zip(embedded.items(), encoders)}
-        for k, e in enumerate(encoders):
-            parts[k].append(embedded[e.name])
-        advance(len(chunk))
-    stacked = [np.concatenate(p) if p else np.zeros((0, e.dim), np.float32) for p, e in zip(parts, encoders)]
     names, _ = voices.reference_matrices()
-    if names and len(kept):
-        scores = voices.score_embeddings({e.name: v for e, v in zip(encoders, stacked)})
+    count = len(parts[0])
+    if names and count:
+        scores = voices.score_embeddings({e.name: v for e, v in zip(encoders, parts)})
         cosines, scoring = scores.cosines, scores.scoring
     else:
-        cosines, scoring = np.zeros((len(kept), len(names), len(encoders)), np.float32), voices.scoring
-    weights = np.sqrt(np.asarray(scoring.fusion.weights)) if len(scoring.fusion.weights) == len(encoders) else np.ones(len(encoders))
-    embeddings = unit(np.concatenate([w * v for w, v in zip(weights, stacked)], axis=1))
-    return WindowScores(names, embeddings, cosines, stacked, scoring, threshold, voices.encoder.default_threshold,
-                        np.array(kept, dtype=int))
+        cosines, scoring = np.zeros((count, len(names), len(encoders)), np.float32), voices.scoring
+    weights = np.asarray(scoring.fusion.weights) if len(scoring.fusion.weights) == len(encoders) else np.ones(len(encoders))
+    weights = weights / weights.sum()
+    # the cosine of two such rows is the weighted sum of the encoders' cosines
+    embeddings = unit(np.concatenate([np.sqrt(w) * v for w, v in zip(weights, parts)], axis=1))
+    return WindowScores(names, embeddings, cosines, parts, scoring, threshold, voices.encoder.default_threshold, weights)
 
 
 @dataclass
@@ -155,25 +134,10 @@ class Diarization:
         }
 
 
-def windows_in(regions: list[tuple[float, float]], config: DiarizeConfig) -> list[tuple[float, float]]:
-    """(start, end) of the windows cut from speech regions; the last window of a region ends with it."""
-    out = []
-    for start, end in regions:
-        length = end - start
-        if length < config.min_window:
-            continue
-        if length <= config.window:
-            out.append((start, end))
-            continue
-        count = int(np.ceil((length - config.window) / config.hop)) + 1
-        out.extend((s, s + config.window) for s in np.linspace(start, end - config.window, count))
-    return out
-
-
 def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: DiarizeConfig | None = None,
                   threshold: float | None = None, channels: int = 1,
                   advance: Callable[[int], None] | None = None) -> Diarization:
-    """Diarize float32 mono audio at the encoder's rate with a VoiceRegistry's speakers."""
+    """Diarize mono audio (float32, or int16 samples) at the encoder's rate with a VoiceRegistry's speakers."""
     from speakerid.vad import speech_regions
 
     config = config or DiarizeConfig()
@@ -181,22 +145,20 @@ def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: Diar
     seconds = len(audio) / rate
     notes = [f"{channels} channels mixed down to one"] if channels > 1 else []
     regions = speech_regions(audio, rate)
-    spans = windows_in(regions, config)
     speech = float(sum(e - s for s, e in regions))
-    scored = score_windows(voices, [audio[round(s * rate) : round(e * rate)] for s, e in spans], threshold,
-                           config.batch_windows, advance or (lambda n=1: None))
+    embedded = embed_windows(voices, audio, regions, config, advance or (lambda n=1: None))
+    scored = scores_of(voices, embedded.parts, threshold)
     decision = scored.decision(speech)
     result = Diarization(name, seconds, speech, [], [], decision.value, decision.source, notes)
     if not scored.names:
         notes.append("nobody is enrolled: every speaker is unknown")
     elif decision.value is None:
         notes.append("no threshold: each voice takes its closest enrolled speaker's name (run `speakerid calibrate`)")
-    if len(scored.kept) == 0:
+    if not embedded.spans:
         notes.append("no speech found" if not regions else "no stretch of speech long enough to tell who speaks")
         return result
-    spans = [spans[i] for i in scored.kept]
-    labels, info = _name_clusters(scored, cluster(scored.embeddings, config.cluster_threshold), config)
-    result.turns = _turns(spans, scored, labels, info, regions, config)
+    labels, info = _name_clusters(scored, cluster(scored.embeddings, config.max_speakers), embedded.spans, config)
+    result.turns = _turns(embedded, scored, labels, info, regions, config)
     for label, about in info.items():
         turns = [t for t in result.turns if t.speaker == label]
         if turns:
@@ -205,7 +167,8 @@ def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: Diar
     return result
 
 
-def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeConfig) -> tuple[np.ndarray, dict[str, dict]]:
+def _name_clusters(scored: WindowScores, clusters: np.ndarray, spans: list[tuple[float, float]],
+                   config: DiarizeConfig) -> tuple[np.ndarray, dict[str, dict]]:
     """A label per window (enrolled name or unknown-N), and per label: enrolled, score, closest enrolled speaker."""
     sizes = np.bincount(clusters)
     big = [c for c in range(len(sizes)) if sizes[c] >= config.min_cluster_windows] or [int(np.argmax(sizes))]
@@ -223,10 +186,17 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeCo
         choice, evidence = scored.scoring.identification(group)
         top, score = int(choice[0]), float(evidence[0])
         best[c] = (scored.names[top], score)
-        # the name is decided on all of the cluster's speech: about one hop of new audio per window
-        accepted = scored.decision(len(rows) * config.hop + config.window - config.hop).accepts(score)
+        # the name is decided on all of the cluster's speech, at the threshold for that much audio
+        accepted = scored.decision(_covered([spans[i] for i in rows])).accepts(score)
         names[c] = scored.names[top] if accepted is not False else None
-    clusters, big = _join_strangers(scored, clusters, big, names, config)
+    # a stranger with too little speech to stand on its own is a piece of the closest voice
+    mean = lambda c: unit(scored.embeddings[clusters == c].mean(axis=0))
+    for c in [c for c in big if names[c] is None]:
+        others = [o for o in big if o != c]
+        if others and _covered([spans[i] for i in np.flatnonzero(clusters == c)]) < config.min_stranger_seconds:
+            closest = max(others, key=lambda o: float(mean(c) @ mean(o)))
+            clusters[clusters == c] = closest
+            big.remove(c)
     labels = np.empty(len(clusters), dtype=object)
     info: dict[str, dict] = {}
     strangers = 0
@@ -243,73 +213,55 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, config: DiarizeCo
     return labels, info
 
 
-def _join_strangers(scored: WindowScores, clusters: np.ndarray, big: list[int], names: dict, config: DiarizeConfig):
-    """Clustering cut fine splits a voice nobody enrolled into pieces: unnamed clusters whose means are closer than
-    stranger_threshold merge (closest first), then those with under min_stranger_seconds of windows join the closest voice."""
-    clusters = clusters.copy()
-    mean = lambda c: unit(scored.embeddings[clusters == c].mean(axis=0))
-    while True:
-        unnamed = [c for c in big if names[c] is None]
-        pairs = [(1 - float(mean(a) @ mean(b)), a, b) for i, a in enumerate(unnamed) for b in unnamed[i + 1 :]]
-        if not pairs or min(pairs)[0] >= config.stranger_threshold:
-            break
-        _, keep, gone = min(pairs)
-        clusters[clusters == gone] = keep
-        big.remove(gone)
-    per_window = config.hop  # windows overlap: each adds about one hop of speech
-    for c in [c for c in big if names[c] is None]:
-        others = [o for o in big if o != c]
-        if others and np.sum(clusters == c) * per_window < config.min_stranger_seconds:
-            closest = max(others, key=lambda o: float(mean(c) @ mean(o)))
-            clusters[clusters == c] = closest
-            big.remove(c)
-    return clusters, big
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds of audio the spans cover together (overlapping windows counted once)."""
+    total, reach = 0.0, -np.inf
+    for start, end in sorted(spans):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
 
 
-def _turns(spans, scored: WindowScores, labels: np.ndarray, info: dict, regions, config: DiarizeConfig) -> list[Turn]:
-    """Frame-level labels inside the speech regions, smoothed, merged into turns with scores."""
+def _turns(embedded: Embedded, scored: WindowScores, labels: np.ndarray, info: dict, regions,
+           config: DiarizeConfig) -> list[Turn]:
+    """Frame-level labels inside the speech regions, smoothed, merged into turns with scores.
+
+    A frame's score for a label is, per encoder, the mean cosine of the units covering it (GE2E's
+    1.6-s partials, another encoder's windows) to the label's centroid (the mean of its windows),
+    the encoders weighed as the fusion weighs them.
+    """
     order = list(info)
-    centroids = unit(np.stack([scored.embeddings[labels == label].mean(axis=0) for label in order]))
-    similarity = unit(scored.embeddings) @ centroids.T  # (windows, labels)
-    starts = np.array([s for s, _ in spans])
-    ends = np.array([e for _, e in spans])
+    similarities = []
+    for part, (pieces, vectors) in zip(embedded.parts, embedded.units):
+        centroids = unit(np.stack([part[labels == label].mean(axis=0) for label in order]))
+        similarities.append((pieces, unit(vectors) @ centroids.T))  # (units, labels)
     turns: list[Turn] = []
     for region_start, region_end in regions:
         times = np.arange(region_start, region_end, config.frame) + config.frame / 2
-        covering = (starts[None, :] <= times[:, None]) & (ends[None, :] >= times[:, None])
-        if not covering.any():  # a region too short to embed: the nearest window speaks for it
-            covering = np.zeros_like(covering)
-            covering[:, np.argmin(np.abs((starts + ends) / 2 - (region_start + region_end) / 2))] = True
-        has = covering.any(axis=1)
-        weights = covering / np.maximum(covering.sum(axis=1, keepdims=True), 1)
-        frame_scores = weights @ similarity
-        # frames no window covers take their nearest covered frame's scores
-        nearest = np.flatnonzero(has)[np.abs(np.flatnonzero(has)[None, :] - np.arange(len(times))[:, None]).argmin(axis=1)]
-        frame_scores = frame_scores[nearest]
+        frame_scores = sum(w * _covering_mean(pieces, similarity, times)
+                           for w, (pieces, similarity) in zip(scored.weights, similarities))
         path = viterbi(frame_scores, config.switch_penalty)
         edges = np.concatenate([[0], np.flatnonzero(np.diff(path)) + 1, [len(path)]])
         for a, b in zip(edges[:-1], edges[1:]):
             start = region_start if a == 0 else region_start + a * config.frame
             end = region_end if b == len(path) else region_start + b * config.frame
             turns.append(Turn(round(start, 3), round(end, 3), order[path[a]], float(frame_scores[a:b, path[a]].mean())))
-        if config.overlap_margin > 0:
-            turns.extend(_overlapping(frame_scores, path, order, region_start, region_end, config))
     return _merged(turns, gap=max(config.merge_gap, config.frame))
 
 
-def _overlapping(frame_scores, path, order, region_start, region_end, config) -> list[Turn]:
-    """Turns of a second speaker where their frame score comes within overlap_margin of the chosen one's."""
-    chosen = frame_scores[np.arange(len(path)), path]
-    others = frame_scores.copy()
-    others[np.arange(len(path)), path] = -np.inf
-    second = np.argmax(others, axis=1)
-    close = chosen - others[np.arange(len(path)), second] <= config.overlap_margin
-    out = []
-    for a in np.flatnonzero(close):
-        start = region_start + a * config.frame
-        out.append(Turn(round(start, 3), round(min(start + config.frame, region_end), 3), order[second[a]],
-                        float(others[a, second[a]])))
-    return out
+def _covering_mean(pieces: np.ndarray, values: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """(frames, k): at each time, the mean of `values` (units, k) over the units (`pieces`, in order of start)
+    covering it; a frame no unit covers takes the nearest covered frame's, and a stretch no unit
+    reaches (speech too short to embed) the unit nearest to it."""
+    low, high = np.searchsorted(pieces[:, 0], [times[0] - 60.0, times[-1]], side="right")  # no unit is a minute long
+    near = np.arange(low, high)
+    covering = (pieces[near, 0][None, :] <= times[:, None]) & (pieces[near, 1][None, :] >= times[:, None])
+    if not covering.any():
+        nearest = int(np.argmin(np.abs(pieces.mean(axis=1) - times.mean())))
+        return np.repeat(values[nearest : nearest + 1], len(times), axis=0)
+    scores = (covering / np.maximum(covering.sum(axis=1, keepdims=True), 1)) @ values[near]
+    has = np.flatnonzero(covering.any(axis=1))
+    return scores[has[np.abs(has[None, :] - np.arange(len(times))[:, None]).argmin(axis=1)]]
 
 
 def _merged(turns: list[Turn], gap: float) -> list[Turn]:
@@ -365,14 +317,13 @@ def diarize(registry, files, model=None, threshold: float | None = None, config:
     try:
         for path in map(Path, files):
             try:
-                pcm, _, channels = load_pcm16(path, voices.encoder.sample_rate)
+                audio, _, channels = load_pcm16(path, voices.encoder.sample_rate)  # int16: half the memory of float32
             except AudioError as err:
                 report.failed.append((str(path), err.reason))
                 continue
-            audio = pcm.astype(np.float32) / 32768.0
             config = config or DiarizeConfig()
-            windows = max(1, int(len(audio) / voices.encoder.sample_rate / config.hop))
-            with progress_bar(f"diarizing {path.name}", total=windows, enabled=progress) as advance:
+            with progress_bar(f"diarizing {path.name} (seconds)", total=int(len(audio) / voices.encoder.sample_rate),
+                              enabled=progress) as advance:
                 result = diarize_audio(voices, audio, str(path), config, threshold, channels, advance)
             report.recordings.append(result)
         if truth is not None:

@@ -216,6 +216,7 @@ class Ge2eEncoder(Encoder):
     dim = GE2E_HIDDEN
     sample_rate = SAMPLE_RATE
     default_threshold = GE2E_DEFAULT_THRESHOLD
+    partial_samples = GE2E_PARTIAL_FRAMES * GE2E_FEATURES.hop_length  # the audio one partial hears
 
     def __init__(self, device: str | torch.device = "auto", batch_size: int | None = None):
         weights, version = _ge2e_weights()
@@ -249,6 +250,33 @@ class Ge2eEncoder(Encoder):
         with torch.inference_mode():
             mel = self.frontend(torch.from_numpy(wav).to(self.device))[0].T  # (frames, n_mels)
             return torch.stack([mel[s : s + GE2E_PARTIAL_FRAMES] for s in starts])
+
+    def partials(self, speech: np.ndarray, step: float) -> tuple[np.ndarray, torch.Tensor]:
+        """Mel partials laid over a stretch of speech as it is, for diarization: (k,) their first samples, and
+        the partials (k, GE2E_PARTIAL_FRAMES, n_mels) on the encoder's device.
+
+        Unlike `units`, nothing is trimmed (a voice-activity detector already chose the speech, and the
+        times must stay true): partials of 1.6 s start every `step` seconds, the last one ending with the
+        speech; speech shorter than one partial gives one, zero-padded. Each partial is raised to
+        GE2E_TARGET_DBFS on its own, as Resemblyzer raises a whole recording, so each voice in the
+        stretch is heard at the level the encoder was trained on. `embed_units` embeds them.
+        """
+        hop, size = GE2E_FEATURES.hop_length, self.partial_samples
+        speech = np.asarray(speech, dtype=np.float32)
+        if len(speech) == 0:
+            return np.zeros(0, dtype=int), torch.zeros((0, GE2E_PARTIAL_FRAMES, GE2E_FEATURES.n_mels), device=self.device)
+        last = max(0, len(speech) - size) // hop  # in frames: partials start on frame boundaries
+        count = int(np.ceil(last * hop / (step * self.sample_rate))) + 1 if last else 1
+        starts = np.unique(np.round(np.linspace(0, last, count)).astype(int))
+        padded = np.pad(speech, (0, max(0, starts[-1] * hop + size - len(speech))))
+        pieces = np.stack([padded[s * hop : s * hop + size] for s in starts]).astype(np.float64)
+        rms = np.sqrt(np.mean(np.square(pieces), axis=1))
+        gain_db = np.where(rms > 0, GE2E_TARGET_DBFS - 20 * np.log10(np.maximum(rms, 1e-12)), 0.0)
+        power_gain = torch.from_numpy(10 ** (np.maximum(gain_db, 0.0) / 10)).float().to(self.device)
+        with torch.inference_mode():
+            mel = self.frontend(torch.from_numpy(padded).to(self.device))[0].T  # (frames, n_mels): power, no log
+            units = torch.stack([mel[s : s + GE2E_PARTIAL_FRAMES] for s in starts])
+            return starts * hop, units * power_gain[:, None, None]
 
     def embed_units(self, units: torch.Tensor) -> torch.Tensor:
         """L2-normalised embeddings (n, dim) of partials (n, frames, n_mels), computed in batches of `batch_size`."""

@@ -1,0 +1,125 @@
+"""speech_windows: the windows diarization cuts from speech regions, embedded by a registry's encoders.
+
+GE2E embeds each speech region once, as its 1.6-s partials (`Ge2eEncoder.partials`); a window is
+a partial, or the mean of the partials inside it, so overlapping windows never embed the same
+audio twice. Other encoders (the adapted one, a trained run) embed each window's audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from speakerid.audio import to_float32
+from speakerid.clustering import unit
+
+if TYPE_CHECKING:
+    from speakerid.diarize import DiarizeConfig
+
+__all__ = ["Embedded", "embed_windows", "windows_in"]
+
+
+@dataclass
+class Embedded:
+    """A recording's speech as the encoders heard it (`embed_windows`)."""
+
+    spans: list[tuple[float, float]]  # the windows, (start, end) seconds
+    parts: list[np.ndarray]  # per encoder (base first), the windows' (windows, dim) L2-normalised embeddings
+    units: list[tuple[np.ndarray, np.ndarray]]  # per encoder, the finest pieces it embedded: (n, 2) spans and (n, dim)
+    # embeddings (GE2E's partials; another encoder's windows); frames are labelled with these
+
+
+def windows_in(regions: list[tuple[float, float]], config: DiarizeConfig) -> list[tuple[float, float]]:
+    """(start, end) of the windows cut from speech regions; the last window of a region ends with it."""
+    out = []
+    for start, end in regions:
+        length = end - start
+        if length < config.min_window:
+            continue
+        if length <= config.window:
+            out.append((start, end))
+            continue
+        count = int(np.ceil((length - config.window) / config.hop)) + 1
+        out.extend((s, s + config.window) for s in np.linspace(start, end - config.window, count))
+    return out
+
+
+def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]], config: "DiarizeConfig",
+                  advance: Callable[[int], None] = lambda n=1: None) -> Embedded:
+    """The windows cut from speech `regions` of 16-kHz `audio` (float32 or int16; `windows_in`) and their embeddings
+    by every encoder of a VoiceRegistry.
+
+    GE2E embeds each region once, as partials of 1.6 s every `config.hop` seconds
+    (`Ge2eEncoder.partials`); a window's embedding is the mean of the partials lying inside it (the
+    partial nearest its middle when none fits: a window shorter than a partial). Other encoders embed
+    the windows' audio. Regions go in order, in batches of `config.batch` partials or windows, so
+    memory holds one batch beside the embeddings; `advance` is told each second of the recording done.
+    """
+    import torch
+
+    rate = voices.encoder.sample_rate
+    encoders = voices.encoders
+    spans: list[tuple[float, float]] = []
+    partials: list[np.ndarray] = []  # (n, 2) spans of GE2E's partials, in seconds
+    pending: list[list] = [[] for _ in encoders]  # per encoder: partials, or windows' audio, waiting for a batch
+    waiting = [0] * len(encoders)  # how many partials or windows that is
+    done: list[list[np.ndarray]] = [[] for _ in encoders]
+
+    def flush(k: int) -> None:
+        if pending[k]:
+            if hasattr(encoders[k], "partials"):
+                done[k].append(encoders[k].embed_units(torch.cat(pending[k])).cpu().numpy())
+            else:
+                done[k].append(encoders[k].embed_many(pending[k]))
+            pending[k], waiting[k] = [], 0
+
+    reported = 0
+    for start, end in regions:
+        windows = windows_in([(start, end)], config)
+        spans += windows
+        for k, encoder in enumerate(encoders if windows else []):
+            if hasattr(encoder, "partials"):
+                starts, units = encoder.partials(to_float32(audio[round(start * rate) : round(end * rate)]), config.hop)
+                first = start + starts / rate
+                partials.append(np.stack([first, np.minimum(first + encoder.partial_samples / rate, end)], axis=1))
+                pending[k].append(units)
+                waiting[k] += len(units)
+            else:
+                pending[k] += [to_float32(audio[round(s * rate) : round(e * rate)]) for s, e in windows]
+                waiting[k] += len(windows)
+            if waiting[k] >= config.batch:
+                flush(k)
+        advance(int(end) - reported)
+        reported = int(end)
+    for k in range(len(encoders)):
+        flush(k)
+    advance(int(len(audio) / rate) - reported)
+    window_spans = np.array(spans, dtype=np.float64).reshape(-1, 2)
+    result = Embedded(spans, [], [])
+    for k, encoder in enumerate(encoders):
+        vectors = np.concatenate(done[k]) if done[k] else np.zeros((0, encoder.dim), np.float32)
+        if hasattr(encoder, "partials") and spans:
+            pieces = np.concatenate(partials)
+            result.parts.append(_window_means(vectors, pieces, window_spans))
+            result.units.append((pieces, vectors))
+        else:
+            result.parts.append(vectors)
+            result.units.append((window_spans, vectors))
+    return result
+
+
+def _window_means(partials: np.ndarray, pieces: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Each window's embedding: the L2-normalised mean of the partials (at `pieces`, in order) lying inside it,
+    or of the one nearest its middle when none fits."""
+    slack = 0.011  # partials start on 10-ms frames
+    centres = pieces.mean(axis=1)
+    out = np.empty((len(spans), partials.shape[1]), np.float32)
+    for i, (s, e) in enumerate(spans):
+        inside = np.arange(*np.searchsorted(centres, [s, e]))
+        inside = inside[(pieces[inside, 0] >= s - slack) & (pieces[inside, 1] <= e + slack)]
+        if not len(inside):
+            inside = [int(np.argmin(np.abs(centres - (s + e) / 2)))]
+        out[i] = unit(partials[inside].mean(axis=0))
+    return out
