@@ -257,6 +257,25 @@ def test_the_lead_over_the_second_speaker_tells_strangers_apart_when_it_helps():
     assert min(report["named_right"], report["strangers_rejected"]) > 0.8
 
 
+def test_thresholds_stay_flat_where_only_one_side_was_measured():
+    # enrolled trials of 1.5-15 s; strangers of 1.5-15 s and, beyond, long recordings of 33 s that
+    # score high: the line must not be drawn out to 33 s on the strangers alone
+    rng = np.random.default_rng(2)
+    speakers, n = 8, 160
+    truth = rng.integers(0, speakers, n)
+    seconds_e = np.exp(rng.uniform(np.log(1.5), np.log(15), n))
+    enrolled = rng.normal(0.4, 0.05, (n, speakers))
+    enrolled[np.arange(n), truth] = 0.6 + 0.08 * np.log(seconds_e) + rng.normal(0, 0.03, n)
+    seconds_u = np.concatenate([np.exp(rng.uniform(np.log(1.5), np.log(15), 120)), np.full(40, 33.0)])
+    strangers = rng.normal(0.4, 0.05, (160, speakers))
+    strangers[:, 0] = 0.5 + 0.05 * np.log(seconds_u) + rng.normal(0, 0.03, 160)
+    fitted, _ = fit_scoring(Trials(["e"], [str(i) for i in range(speakers)], enrolled[..., None], truth,
+                                   strangers[..., None], seconds_e, seconds_u), gaps=(0.0,))
+    (low, _), (high, _) = fitted.identify
+    assert high <= 15.0 and low >= 1.5
+    assert fitted.decision("identify", seconds=33).value == fitted.decision("identify", seconds=high).value
+
+
 def test_decisions_follow_the_length_of_the_audio():
     from speakerid.scoring import Scoring
 

@@ -205,15 +205,20 @@ def duration_groups(enrolled_seconds: np.ndarray, stranger_seconds: np.ndarray) 
     return out
 
 
-def _length_line(fit, seconds: np.ndarray) -> list[tuple[float, float]]:
+def _length_line(fit, seconds: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> list[tuple[float, float]]:
     """Threshold points over the trials' lengths: threshold(d) = t0 + slope * log(d / typical length),
     with the slope on SLOPE_GRID that serves `fit` best. `fit(shift)` takes each trial's shift of
-    the threshold and returns (how good, t0). Stored as its two ends: decisions interpolate between
-    them in log(seconds) and stay flat beyond, where nothing was measured."""
-    low, high = float(seconds.min()), float(seconds.max())
-    typical = float(np.exp(np.log(seconds).mean()))
+    the threshold (trials in `seconds` order) and returns (how good, t0). Stored as its ends over the
+    lengths measured on both sides (`positive`: enrolled or target trials' lengths, `negative`:
+    strangers' or non-targets'): decisions interpolate between them in log(seconds) and stay flat
+    beyond, where one side was never measured."""
+    low, high = max(positive.min(), negative.min()), min(positive.max(), negative.max())
+    if low >= high:  # the two sides' lengths do not overlap: one threshold for every length
+        low = high = float(np.exp(np.log(seconds).mean()))
+    typical = float(np.exp(np.log(np.clip(seconds, low, high)).mean()))
     slopes = SLOPE_GRID if high > 1.5 * low else np.array([0.0])
-    best = max(((*fit(slope * np.log(seconds / typical)), -slope) for slope in slopes), key=lambda r: (r[0], r[2]))
+    shifts = np.log(np.clip(seconds, low, high) / typical)
+    best = max(((*fit(slope * shifts), -slope) for slope in slopes), key=lambda r: (r[0], r[2]))
     _, t0, slope = best[0], best[1], -best[2]
     line = lambda d: round(float(t0 + slope * np.log(d / typical)), 6)
     return [(round(low, 3), line(low)), (round(high, 3), line(high))] if slope else [(round(typical, 3), line(typical))]
@@ -277,8 +282,9 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         threshold, _, miss = threshold_at_far(t, n, far)
         return (-miss,), threshold
 
-    identify_points = _length_line(identify_fit, all_seconds)
-    verify_points = _length_line(lambda shift: verify_fit(shift), np.concatenate([target_seconds, nontarget_seconds]))
+    identify_points = _length_line(identify_fit, all_seconds, trials.enrolled_seconds, trials.stranger_seconds)
+    verify_points = _length_line(verify_fit, np.concatenate([target_seconds, nontarget_seconds]), target_seconds,
+                                 nontarget_seconds)
     scoring = Scoring(fusion, identify_points, verify_points, source, {}, gap)
     at_e = np.array([scoring.decision("identify", seconds=d).value for d in trials.enrolled_seconds])
     at_u = np.array([scoring.decision("identify", seconds=d).value for d in trials.stranger_seconds])
