@@ -100,7 +100,7 @@ def test_sharding_gives_each_process_a_distinct_part_of_every_epoch(small_corpus
     from torch.utils.data import DistributedSampler
 
     from speakerid.corpus import Corpus
-    from speakerid.training import ChunkDataset
+    from speakerid.trainset import ChunkDataset
 
     dataset = ChunkDataset(Corpus.open(small_corpus), "train")
     shards = []

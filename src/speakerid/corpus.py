@@ -506,6 +506,24 @@ class Corpus:
         window[: stop - start] = piece
         return window
 
+    def crop_audio(self, index: int, samples: int, rng: np.random.Generator, short: str = "pad") -> np.ndarray:
+        """`samples` int16 samples from anywhere inside chunk `index`'s recording (training crops).
+
+        A recording shorter than the crop is used whole, then zero-padded (`short="pad"`) or
+        repeated end to end (`short="repeat"`) to the crop's length.
+        """
+        r = self.chunk_recording[index]
+        offset, length = self._offsets[r], int(self._lengths[r])
+        if length >= samples:
+            start = offset + int(rng.integers(0, length - samples + 1))
+            return np.array(self.audio[start : start + samples])
+        whole = self.audio[offset : offset + length]
+        if short == "repeat" and length:
+            return np.resize(whole, samples)
+        window = np.zeros(samples, dtype=np.int16)
+        window[:length] = whole
+        return window
+
     def recording_audio(self, recording: str) -> np.ndarray:
         """A whole recording's int16 samples."""
         r = self.recordings[recording]
