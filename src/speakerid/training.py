@@ -9,7 +9,6 @@ checkpoint ends with the same weights as one that was never interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import math
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from speakerid import rundir
 from speakerid.augment import AugmentConfig, Augmentation, step_generator
 from speakerid.corpus import Corpus
+from speakerid.ddp import any_process, autocast_for, barrier, init_distributed, reduce_sums
 from speakerid.errors import ModelError, RunError
 from speakerid.features import FeatureConfig
 from speakerid.models import HeadConfig, SpeakerModel, build_model, load_pretrained
@@ -130,7 +130,7 @@ def train(
     config = config or TrainConfig()
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
     out = Path(out)
-    rank, world, local_rank = _init_distributed()
+    rank, world, local_rank = init_distributed()
     device = rundir.resolve_device(config.device, local_rank)
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
@@ -143,7 +143,7 @@ def train(
     if rank == 0:
         _claim_run_dir(out, run_config, resume, force)
         rundir.write_json(out / rundir.LABELS_FILE, corpus.labels)
-    _barrier()
+    barrier()
     state = rundir.load_checkpoint(out / rundir.CHECKPOINT_FILE) if resume else None
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -169,7 +169,7 @@ def train(
     loader = DataLoader(train_set, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda")
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, sampler=list(range(rank, len(val_set), world)),
                             num_workers=workers, pin_memory=device.type == "cuda")
-    autocast = _autocast(device)
+    autocast = autocast_for(device)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
     augmentation = Augmentation(config.augment, corpus.sample_rate)
     steps_per_epoch = len(loader)
@@ -204,7 +204,7 @@ def train(
                 sums += torch.stack([loss.detach().double(), (logits.argmax(1) == labels).sum().double(),
                                      torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
                 advance()
-            train_loss, train_acc = _reduce(sums)
+            train_loss, train_acc = reduce_sums(sums)
             val_loss, val_acc = _evaluate(model, val_loader, device, autocast, loss_fn)
             seconds += time.perf_counter() - began
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -232,7 +232,7 @@ def train(
             if val_acc is not None and config.patience and bad_epochs >= config.patience:
                 stopped_early = True  # every process sees the same reduced accuracy, so all stop together
                 break
-            if _any_process(config.max_minutes is not None and seconds >= config.max_minutes * 60):
+            if any_process(config.max_minutes is not None and seconds >= config.max_minutes * 60):
                 break
 
     if rank == 0:
@@ -243,7 +243,7 @@ def train(
         from speakerid.plots import plot_curves
 
         plot_curves(history, out / rundir.CURVES_FILE)
-    _barrier()
+    barrier()
     if world > 1:
         dist.destroy_process_group()
     return TrainResult(out, best["epoch"], None if best["val_acc"] < 0 else best["val_acc"], len(history), history, stopped_early)
@@ -314,52 +314,8 @@ def _evaluate(model: SpeakerModel, loader: DataLoader, device: torch.device, aut
                 logits = model(waves).float()
             sums += torch.stack([loss_fn(logits, labels).double(), (logits.argmax(1) == labels).sum().double(),
                                  torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
-    loss, acc = _reduce(sums)
+    loss, acc = reduce_sums(sums)
     return loss, acc
-
-
-def _reduce(sums: torch.Tensor) -> tuple[float | None, float | None]:
-    """Mean loss and accuracy over all processes from (loss sum, correct, count)."""
-    if dist.is_initialized():
-        dist.all_reduce(sums)
-    loss, correct, count = sums.tolist()
-    if count == 0:
-        return None, None
-    return round(loss / count, 6), round(correct / count, 6)
-
-
-def _init_distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank); joins the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-
-def _any_process(flag: bool) -> bool:
-    """True when `flag` is true in any process (clocks differ between processes)."""
-    if not dist.is_initialized():
-        return flag
-    value = torch.tensor([int(flag)])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _autocast(device: torch.device):
-    """bfloat16 autocast on GPUs that have it; full precision elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
