@@ -22,7 +22,7 @@ from torch import nn
 
 from speakerid.errors import RunError
 
-__all__ = ["AugmentConfig", "Augmentation", "ColouredNoise", "Babble", "Reverb", "Gain", "Speed", "FeatureMasks",
+__all__ = ["AugmentConfig", "STANDARD", "Augmentation", "ColouredNoise", "Babble", "Reverb", "Gain", "Speed", "FeatureMasks",
            "step_generator"]
 
 DECAY_60DB = math.log(1000.0)  # an amplitude falls by 60 dB when its exponent reaches -ln(1000)
@@ -80,6 +80,10 @@ class AugmentConfig:
         if unknown:
             raise RunError(f"augmentation settings hold unknown keys {unknown}; known: {', '.join(f.name for f in fields(cls))}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+# The standard set (`speakerid train --augment`), chosen by benchmarks/bench_adapt_recipe.py.
+STANDARD = AugmentConfig(noise=0.3, babble=0.2, reverb=0.3, gain=0.3, speed=0.3, time_mask=0.5, freq_mask=0.5)
 
 
 def step_generator(*keys: int) -> torch.Generator:
