@@ -1,4 +1,5 @@
-"""Training on real speech: resume equals an uninterrupted run, DDP on two CPU processes, run-directory safety."""
+"""Training on real speech: resume equals an uninterrupted run (with a margin head, crops and augmentation too),
+DDP on two CPU processes, run-directory safety, and a margin run serving evaluate, identify and encoders."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from speakerid.augment import AugmentConfig
 from speakerid.errors import RunError
 from speakerid.training import TrainConfig, train
 
@@ -100,7 +104,7 @@ def test_sharding_gives_each_process_a_distinct_part_of_every_epoch(small_corpus
     from torch.utils.data import DistributedSampler
 
     from speakerid.corpus import Corpus
-    from speakerid.training import ChunkDataset
+    from speakerid.trainset import ChunkDataset
 
     dataset = ChunkDataset(Corpus.open(small_corpus), "train")
     shards = []
@@ -110,3 +114,63 @@ def test_sharding_gives_each_process_a_distinct_part_of_every_epoch(small_corpus
         shards.append(list(sampler))
     assert set(shards[0]) | set(shards[1]) == set(range(len(dataset)))
     assert len(set(shards[0]) & set(shards[1])) <= 1  # at most the one padding repeat
+
+
+ADAPT_STYLE = TrainConfig(
+    model="cnn", epochs=2, patience=0, seed=1, head="arcmargin", margin_warmup=1.5, crop=(1.5, 2.5),
+    lr_schedule="cosine", warmup_epochs=0.5, weight_decay=1e-4,
+    augment=AugmentConfig(noise=0.5, babble=0.5, reverb=0.5, gain=0.5, speed=0.5, time_mask=0.5, freq_mask=0.5))
+
+
+def test_margin_head_with_crops_and_augmentation_resumes_exactly(small_corpus, tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    train(small_corpus, whole, ADAPT_STYLE, progress=False)
+
+    def interrupt(epoch, row, model):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(small_corpus, cut, ADAPT_STYLE, progress=False, on_epoch=interrupt)
+    train(small_corpus, cut, ADAPT_STYLE, resume=True, progress=False)
+    assert metrics(cut) == metrics(whole)
+    resumed, uninterrupted = load_file(cut / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+    config = json.loads((whole / "config.json").read_text())
+    assert config["model"]["head"] == {"kind": "arcmargin", "scale": 32.0, "margin": 0.2}
+    assert config["train"]["crop"] == [1.5, 2.5] and config["train"]["augment"]["reverb"] == 0.5
+    with pytest.raises(RunError, match="other settings"):  # the augmentation is part of the settings
+        train(small_corpus, cut, replace(ADAPT_STYLE, augment=AugmentConfig()), resume=True, progress=False)
+
+
+def test_a_margin_run_evaluates_identifies_and_embeds(small_corpus, dsp20, tmp_path):
+    from speakerid.audio import load_audio
+    from speakerid.encoders import RunEncoder
+    from speakerid.evaluation import evaluate
+    from speakerid.identify import Identifier
+
+    run = tmp_path / "margin"
+    train(small_corpus, run, replace(ADAPT_STYLE, epochs=4, augment=AugmentConfig()), progress=False)
+    report = evaluate(run, progress=False)
+    assert report["recording_accuracy"] >= 0.75  # 4 test takes of 4 speakers: chance is 0.25
+    identifier = Identifier.load(run, device="cpu")  # a softmax over the scaled cosines
+    speaker = identifier.speakers[2]
+    answer = identifier.identify(dsp20 / speaker / "take05.flac", top_k=4)
+    assert answer.speaker == speaker and abs(sum(p for _, p in answer.ranking) - 1) < 1e-5
+    encoder = RunEncoder.from_dir(run, device="cpu")
+    takes = [load_audio(dsp20 / s / t)[: 10 * 16000] for s in identifier.speakers[:2] for t in ("take04.flac", "take05.flac")]
+    vectors = encoder.embed_many(takes)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    same, other = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert same > other
+
+
+def test_bad_training_options_are_refused():
+    with pytest.raises(RunError, match="head 'cosface' is unknown"):
+        TrainConfig(head="cosface")
+    with pytest.raises(RunError, match="crop"):
+        TrainConfig(crop=(3.0, 1.5))
+    with pytest.raises(RunError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(RunError, match="margin"):
+        TrainConfig(head="arcmargin", margin=2.0)

@@ -228,7 +228,7 @@ def export_images(
     typer.echo(f"wrote {written} images to {out}")
 
 
-def _parse_options(pairs: list[str]) -> dict:
+def _parse_options(pairs: list[str], flag: str = "--option") -> dict:
     """KEY=VALUE pairs; values are read as JSON where they parse (numbers, lists, true/false), else text."""
     import json
 
@@ -236,12 +236,23 @@ def _parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SpeakerIdError(f"--option wants KEY=VALUE, got {pair!r}")
+            raise SpeakerIdError(f"{flag} wants KEY=VALUE, got {pair!r}")
         try:
             options[key.strip().replace("-", "_")] = json.loads(value)
         except ValueError:
             options[key.strip().replace("-", "_")] = value
     return options
+
+
+def _parse_crop(text: str) -> tuple[float, float] | None:
+    """'off', one length '2' or a range '1.5-3' (seconds)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        low, _, high = text.partition("-")
+        return float(low), float(high or low)
+    except ValueError:
+        raise SpeakerIdError(f"--crop wants MIN-MAX seconds (e.g. 1.5-3), one length (e.g. 2) or off, got {text!r}") from None
 
 
 @app.command()
@@ -263,6 +274,20 @@ def train(
     trainable: Optional[str] = typer.Option(None, help="resnet50: stages that train, e.g. stem,layer1,head (the rest freeze)."),
     pretrained: Optional[Path] = typer.Option(None, help="resnet50: local torchvision ImageNet weights (.pth) to start from."),
     option: list[str] = typer.Option([], "--option", help="A model option KEY=VALUE (repeatable), e.g. hidden=128."),
+    head: str = typer.Option("softmax", help="softmax (cross-entropy) or arcmargin (additive angular margin softmax)."),
+    margin: float = typer.Option(0.2, help="arcmargin: the margin in radians."),
+    scale: float = typer.Option(32.0, help="arcmargin: the scale of the cosine logits."),
+    margin_warmup: float = typer.Option(0.0, help="arcmargin: epochs over which the margin rises from 0."),
+    lr_schedule: str = typer.Option("constant", help="constant, or cosine (decays to 0 at the last epoch)."),
+    warmup_epochs: float = typer.Option(0.0, help="Epochs over which the learning rate rises from 0."),
+    weight_decay: float = typer.Option(0.0, help="AdamW weight decay."),
+    crop: str = typer.Option("off", help="Random training crops: MIN-MAX seconds (a length per batch, e.g. 1.5-3), "
+                                         "one length (2), or off (whole chunks)."),
+    crop_short: str = typer.Option("pad", help="A recording shorter than its crop: pad (silence) or repeat."),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help="Augment the training audio (the standard set: "
+                                 "noise, babble, reverberation, gain, speed, SpecAugment masks)."),
+    aug: list[str] = typer.Option([], "--aug", help="One augmentation setting KEY=VALUE (repeatable), e.g. reverb=0.5 "
+                                  "or noise_snr=[0,15]; see speakerid.augment.AugmentConfig."),
     workers: Optional[int] = typer.Option(None, help="DataLoader worker processes (default: 0 on CPU, 4 on CUDA)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: Optional[int] = _threads(TRAIN_THREADS, "per process on CPU"),
@@ -270,7 +295,8 @@ def train(
     force: bool = typer.Option(False, "--force", help="Delete an existing run at --out and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Train a speaker model (Adam, cross-entropy); keeps the best epoch by validation accuracy."""
+    """Train a speaker model (AdamW; softmax or angular-margin head); keeps the best epoch by validation accuracy."""
+    from speakerid.augment import STANDARD, AugmentConfig
     from speakerid.features import FeatureConfig
     from speakerid.training import TrainConfig, train as run_train
 
@@ -297,6 +323,9 @@ def train(
         model=model, features=FeatureConfig(kind=features, n_mfcc=n_mfcc, n_mels=n_mels, normalize=cmvn),
         options=options, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience, jitter=jitter,
         max_minutes=max_minutes, workers=workers, device=device, pretrained=str(pretrained) if pretrained else None,
+        head=head, margin=margin, scale=scale, margin_warmup=margin_warmup, lr_schedule=lr_schedule,
+        warmup_epochs=warmup_epochs, weight_decay=weight_decay, crop=_parse_crop(crop), crop_short=crop_short,
+        augment=AugmentConfig.from_dict({**(STANDARD.to_dict() if augment else {}), **_parse_options(aug, "--aug")}),
     )
     result = run_train(corpus, out, config, resume=resume, force=force, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:

@@ -36,6 +36,7 @@ from speakerid.errors import AudioError, CorpusError
 
 FORMAT = "speakerid-corpus/1"
 SPLITS = ("train", "validation", "test")
+TAILS = ("drop", "pad", "fit")  # a recording's end that does not fill a chunk: dropped, zero-padded, or a last chunk moved back to end there
 
 CONFIG_FILE = "corpus.json"
 AUDIO_FILE = "audio.i16"
@@ -57,7 +58,7 @@ class PrepareConfig:
 
     chunk_seconds: float = 3.0
     hop_seconds: float | None = None  # None: chunks follow each other without overlap
-    tail: str = "drop"  # "drop" | "pad": what to do with the end of a recording shorter than a chunk
+    tail: str = "drop"  # "drop" | "pad" | "fit": the end of a recording that does not fill a last chunk
     short: str = "pad"  # "pad" | "reject": recordings shorter than one chunk
     val_fraction: float = 0.2
     test_fraction: float = 0.2
@@ -73,8 +74,8 @@ class PrepareConfig:
             raise CorpusError(f"chunk length must be a positive number of seconds, got {self.chunk_seconds}")
         if self.hop_seconds is not None and not (0 < self.hop_seconds <= self.chunk_seconds and self.hop_samples >= 1):
             raise CorpusError(f"hop must lie in (0, chunk length], got {self.hop_seconds} s")
-        if self.tail not in ("drop", "pad"):
-            raise CorpusError(f"tail policy must be 'drop' or 'pad', got {self.tail!r}")
+        if self.tail not in TAILS:
+            raise CorpusError(f"tail policy must be one of {', '.join(TAILS)}, got {self.tail!r}")
         if self.short not in ("pad", "reject"):
             raise CorpusError(f"short-recording policy must be 'pad' or 'reject', got {self.short!r}")
         for name in ("val_fraction", "test_fraction"):
@@ -167,8 +168,11 @@ def plan_chunks(n_samples: int, config: PrepareConfig) -> list[tuple[int, int]]:
     if n_samples < size:
         return [(0, size)] if config.short == "pad" else []
     starts = list(range(0, n_samples - size + 1, hop))
-    if config.tail == "pad" and starts[-1] + size < n_samples:
-        starts.append(starts[-1] + hop)
+    if starts[-1] + size < n_samples:
+        if config.tail == "pad":
+            starts.append(starts[-1] + hop)
+        elif config.tail == "fit":  # one more chunk, overlapping the previous one, ending where the recording ends
+            starts.append(n_samples - size)
     return [(s, s + size) for s in starts]
 
 
@@ -561,6 +565,24 @@ class Corpus:
             return np.array(piece)
         window = np.zeros(end - start, dtype=np.int16)
         window[: stop - start] = piece
+        return window
+
+    def crop_audio(self, index: int, samples: int, rng: np.random.Generator, short: str = "pad") -> np.ndarray:
+        """`samples` int16 samples from anywhere inside chunk `index`'s recording (training crops).
+
+        A recording shorter than the crop is used whole, then zero-padded (`short="pad"`) or
+        repeated end to end (`short="repeat"`) to the crop's length.
+        """
+        r = self.chunk_recording[index]
+        offset, length = self._offsets[r], int(self._lengths[r])
+        if length >= samples:
+            start = offset + int(rng.integers(0, length - samples + 1))
+            return np.array(self.audio[start : start + samples])
+        whole = self.audio[offset : offset + length]
+        if short == "repeat" and length:
+            return np.resize(whole, samples)
+        window = np.zeros(samples, dtype=np.int16)
+        window[:length] = whole
         return window
 
     def recording_audio(self, recording: str) -> np.ndarray:

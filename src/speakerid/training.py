@@ -1,12 +1,15 @@
 """train: fit a speaker model on a prepared corpus (CPU, one GPU, or several with DDP under torchrun).
 
-Every random choice of an epoch (order, window jitter, dropout) is seeded by (seed, epoch), so a
-run resumed from its last checkpoint ends with the same weights as one that was never interrupted.
+One loop serves the closed-set classifier (`train`) and the speaker encoder that `adapt` learns:
+they differ in data and in options (head, crops, augmentation, schedules), not in loop. Every
+random choice of an epoch (order, window jitter, crops, augmentation, dropout) is seeded by
+(seed, epoch, step), and the schedules are functions of the step, so a run resumed from its last
+checkpoint ends with the same weights as one that was never interrupted.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
 import os
 import shutil
@@ -15,18 +18,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from speakerid import rundir
+from speakerid.augment import AugmentConfig, Augmentation, step_generator
 from speakerid.corpus import Corpus, write_csv
-from speakerid.errors import RunError
+from speakerid.ddp import any_process, autocast_for, barrier, init_distributed, reduce_sums
+from speakerid.errors import ModelError, RunError
 from speakerid.features import FeatureConfig
-from speakerid.models import SpeakerModel, build_model, load_pretrained
+from speakerid.models import HeadConfig, SpeakerModel, build_model, load_pretrained
+from speakerid.trainset import SHORT_POLICIES, Batches, ChunkDataset
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,16 @@ class TrainConfig:
     workers: int | None = None  # DataLoader processes; default 0 on CPU (the model uses the cores), 4 on CUDA
     device: str = "auto"  # "auto": CUDA when present, else CPU
     pretrained: str | None = None  # resnet50: a local torchvision-format ImageNet state dict to start from
+    head: str = "softmax"  # "softmax" (cross-entropy) | "arcmargin" (additive angular margin, see models.heads)
+    scale: float = 32.0  # arcmargin: logits are scale * cosine
+    margin: float = 0.2  # arcmargin: the final margin (radians)
+    margin_warmup: float = 0.0  # arcmargin: epochs over which the margin rises linearly from 0
+    lr_schedule: str = "constant"  # "constant" | "cosine" (decays to 0 at the last epoch)
+    warmup_epochs: float = 0.0  # epochs over which the learning rate rises linearly from 0
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    crop: tuple[float, float] | None = None  # seconds: random crops of a length drawn per batch, anywhere in a recording
+    crop_short: str = "pad"  # a recording shorter than its crop: "pad" with silence or "repeat" it
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         rules = [("epochs", self.epochs, self.epochs >= 1, "at least 1"),
@@ -55,14 +71,32 @@ class TrainConfig:
                  ("jitter", self.jitter, 0 <= self.jitter <= 1, "in [0, 1], a fraction of a chunk"),
                  ("max_minutes", self.max_minutes, self.max_minutes is None or 0 < self.max_minutes < math.inf,
                   "a positive number"),
-                 ("workers", self.workers, self.workers is None or self.workers >= 0, "0 or more")]
+                 ("workers", self.workers, self.workers is None or self.workers >= 0, "0 or more"),
+                 ("margin_warmup", self.margin_warmup, 0 <= self.margin_warmup < math.inf, "0 or more epochs"),
+                 ("lr_schedule", self.lr_schedule, self.lr_schedule in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
+                 ("warmup_epochs", self.warmup_epochs, 0 <= self.warmup_epochs < math.inf, "0 or more epochs"),
+                 ("weight_decay", self.weight_decay, 0 <= self.weight_decay < math.inf, "0 or more"),
+                 ("crop", self.crop, self.crop is None or (len(self.crop) == 2 and 0 < self.crop[0] <= self.crop[1] < math.inf),
+                  "a range of seconds [shortest, longest]"),
+                 ("crop_short", self.crop_short, self.crop_short in SHORT_POLICIES, f"one of {', '.join(SHORT_POLICIES)}")]
         for name, value, ok, rule in rules:
             if not ok:
                 raise RunError(f"training {name} must be {rule}, not {value}")
+        try:
+            self.head_config
+        except ModelError as err:
+            raise RunError(f"training {err}") from None
+
+    @property
+    def head_config(self) -> HeadConfig:
+        return HeadConfig(self.head, self.scale, self.margin)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (as a run's config.json holds them)."""
         values = asdict(self)
         values["features"] = self.features.to_dict()
+        values["augment"] = self.augment.to_dict()
+        values["crop"] = None if self.crop is None else list(self.crop)
         return values
 
 
@@ -75,28 +109,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False  # by `patience`
     stopped_by_time: bool = False  # by `max_minutes`
-
-
-class ChunkDataset(Dataset):
-    """The chunks of one split as (int16 waveform, label) pairs, read from the corpus cache."""
-
-    def __init__(self, corpus: Corpus, split: str, jitter: float = 0.0, seed: int = 0):
-        self.corpus = corpus
-        self.indices = corpus.split_indices(split)
-        self.max_shift = int(jitter * corpus.chunk_samples)
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        index = int(self.indices[i])
-        shift = 0
-        if self.max_shift:
-            shift = int(np.random.default_rng([self.seed, self.epoch, index]).integers(-self.max_shift, self.max_shift + 1))
-        wave = self.corpus.chunk_audio(index, shift)
-        return torch.from_numpy(wave), int(self.corpus.chunk_label[index])
 
 
 def train(
@@ -118,24 +130,24 @@ def train(
     config = config or TrainConfig()
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
     out = Path(out)
-    rank, world, local_rank = _init_distributed()
+    rank, world, local_rank = init_distributed()
     device = rundir.resolve_device(config.device, local_rank)
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
 
     torch.manual_seed(config.seed)
-    model = build_model(config.model, len(corpus.labels), config.features, **config.options)
+    model = build_model(config.model, len(corpus.labels), config.features, config.head_config, **config.options)
     if config.pretrained and not resume:
         load_pretrained(model, config.pretrained)
     run_config = _run_config(corpus, config, world, model)  # everything that can fail on the settings has run
     if rank == 0:
         _claim_run_dir(out, run_config, resume, force)
         rundir.write_json(out / rundir.LABELS_FILE, corpus.labels)
-    _barrier()
+    barrier()
     state = rundir.load_checkpoint(out / rundir.CHECKPOINT_FILE) if resume else None
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay)
     history: list[dict] = []
     best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
     bad_epochs, seconds, start_epoch = 0, 0.0, 1
@@ -146,18 +158,21 @@ def train(
         seconds, start_epoch = state["seconds"], state["epoch"] + 1
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
 
-    train_set = ChunkDataset(corpus, "train", config.jitter, config.seed)
+    train_set = ChunkDataset(corpus, "train", config.jitter, config.seed, config.crop_short)
     if len(train_set) == 0:
         raise RunError(f"{corpus.path} has no training chunks; prepare it with recordings long enough for one chunk")
     val_set = ChunkDataset(corpus, "validation")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    crop = None if config.crop is None else tuple(round(s * corpus.sample_rate) for s in config.crop)
+    batches = Batches(sampler, config.batch_size, crop, config.seed)
     workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
-    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(train_set, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda")
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, sampler=list(range(rank, len(val_set), world)),
                             num_workers=workers, pin_memory=device.type == "cuda")
-    autocast = _autocast(device)
+    autocast = autocast_for(device)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
+    augmentation = Augmentation(config.augment, corpus.sample_rate)
+    steps_per_epoch = len(loader)
     stopped_early = stopped_by_time = False
 
     from speakerid.progress import progress_bar
@@ -167,14 +182,21 @@ def train(
         for epoch in range(start_epoch, config.epochs + 1):
             began = time.perf_counter()
             torch.manual_seed(config.seed * 1_000_003 + epoch)
-            sampler.set_epoch(epoch)
+            batches.set_epoch(epoch)
             train_set.epoch = epoch
             net.train()
             sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
-            for waves, labels in loader:
+            for step, (waves, labels) in enumerate(loader):
+                _follow_schedules(config, optimizer, model, (epoch - 1) * steps_per_epoch + step, steps_per_epoch)
                 waves, labels = waves.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                masks = None
+                if config.augment.active:
+                    generator = step_generator(config.seed, epoch, step, rank)
+                    waves = augmentation.waves(waves, generator)
+                    if augmentation.on_features:
+                        masks = functools.partial(augmentation.features, generator=generator)
                 with autocast:
-                    logits = net(waves)
+                    logits = net(waves, labels, masks)
                 loss = loss_fn(logits.float(), labels)
                 optimizer.zero_grad(set_to_none=True)
                 (loss / len(labels)).backward()
@@ -182,7 +204,7 @@ def train(
                 sums += torch.stack([loss.detach().double(), (logits.argmax(1) == labels).sum().double(),
                                      torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
                 advance()
-            train_loss, train_acc = _reduce(sums)
+            train_loss, train_acc = reduce_sums(sums)
             val_loss, val_acc = _evaluate(model, val_loader, device, autocast, loss_fn)
             seconds += time.perf_counter() - began
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -210,7 +232,7 @@ def train(
             if val_acc is not None and config.patience and bad_epochs >= config.patience:
                 stopped_early = True  # every process sees the same reduced accuracy, so all stop together
                 break
-            if _any_process(config.max_minutes is not None and seconds >= config.max_minutes * 60):
+            if any_process(config.max_minutes is not None and seconds >= config.max_minutes * 60):
                 stopped_by_time = epoch < config.epochs
                 break
 
@@ -223,11 +245,26 @@ def train(
         from speakerid.plots import plot_curves
 
         plot_curves(history, out / rundir.CURVES_FILE)
-    _barrier()
+    barrier()
     if world > 1:
         dist.destroy_process_group()
     return TrainResult(out, best["epoch"], None if best["val_acc"] < 0 else best["val_acc"], len(history), history,
                        stopped_early, stopped_by_time)
+
+
+def _follow_schedules(config: TrainConfig, optimizer: torch.optim.Optimizer, model: SpeakerModel, step: int,
+                      steps_per_epoch: int) -> None:
+    """Set the learning rate and the margin for global step `step` (counted from 0)."""
+    factor = 1.0
+    if config.warmup_epochs > 0:
+        factor = min(1.0, (step + 1) / (config.warmup_epochs * steps_per_epoch))
+    if config.lr_schedule == "cosine":
+        factor *= 0.5 * (1.0 + math.cos(math.pi * step / (config.epochs * steps_per_epoch)))
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr * factor
+    if config.head == "arcmargin":
+        ramp = 1.0 if config.margin_warmup == 0 else min(1.0, step / (config.margin_warmup * steps_per_epoch))
+        model.classifier.margin = config.margin * ramp
 
 
 def _run_config(corpus: Corpus, config: TrainConfig, world: int, model: SpeakerModel) -> dict[str, Any]:
@@ -280,52 +317,8 @@ def _evaluate(model: SpeakerModel, loader: DataLoader, device: torch.device, aut
                 logits = model(waves).float()
             sums += torch.stack([loss_fn(logits, labels).double(), (logits.argmax(1) == labels).sum().double(),
                                  torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
-    loss, acc = _reduce(sums)
+    loss, acc = reduce_sums(sums)
     return loss, acc
-
-
-def _reduce(sums: torch.Tensor) -> tuple[float | None, float | None]:
-    """Mean loss and accuracy over all processes from (loss sum, correct, count)."""
-    if dist.is_initialized():
-        dist.all_reduce(sums)
-    loss, correct, count = sums.tolist()
-    if count == 0:
-        return None, None
-    return round(loss / count, 6), round(correct / count, 6)
-
-
-def _init_distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank); joins the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-
-def _any_process(flag: bool) -> bool:
-    """True when `flag` is true in any process (clocks differ between processes)."""
-    if not dist.is_initialized():
-        return flag
-    value = torch.tensor([int(flag)])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _autocast(device: torch.device):
-    """bfloat16 autocast on GPUs that have it; full precision elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 

@@ -95,6 +95,11 @@ def test_python_api_matches_the_cli(trained, small_corpus):
     (["train", "CORPUS", "--out", "OUT", "--batch-size", "0"], 1, "error: training batch_size must be at least 1"),
     (["train", "CORPUS", "--out", "OUT", "--device", "gpu0"], 1, "error: device 'gpu0' is not one of"),
     (["train", "CORPUS", "--out", "OUT", "--model", "resnet50", "--pretrained", "MISSING"], 1, "error:"),
+    (["train", "CORPUS", "--out", "OUT", "--crop", "3-1.5"], 1, "error: training crop must be a range of seconds"),
+    (["train", "CORPUS", "--out", "OUT", "--crop", "long"], 1, "error: --crop wants MIN-MAX seconds"),
+    (["train", "CORPUS", "--out", "OUT", "--head", "cosface"], 1, "error: training head 'cosface' is unknown"),
+    (["train", "CORPUS", "--out", "OUT", "--aug", "echo=0.5"], 1, "error: augmentation settings hold unknown keys ['echo']"),
+    (["train", "CORPUS", "--out", "OUT", "--aug", "noise=2"], 1, "error: augmentation noise is a probability"),
 ])
 def test_bad_training_requests_get_one_line_and_leave_nothing(small_corpus, tmp_path, args, expect, words):
     out = tmp_path / "run"
@@ -115,3 +120,17 @@ def test_resnet50_resumes_with_the_freeze_policy_it_started_with(small_corpus, t
     run(*common, "--epochs", "1")
     run(*common, "--epochs", "2", "--resume")
     assert len((out / "metrics.csv").read_text().strip().splitlines()) == 1 + 2
+
+
+def test_margin_head_crops_and_augmentation_from_the_command_line(small_corpus, tmp_path):
+    out = tmp_path / "margin"
+    run("train", small_corpus, "--out", out, "--epochs", "1", "--head", "arcmargin", "--margin", "0.3", "--crop", "1.5-2.5",
+        "--crop-short", "repeat", "--augment", "--aug", "reverb=0.8", "--aug", "noise_snr=[0,10]", "--lr-schedule", "cosine",
+        "--weight-decay", "0.01", "-q")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["head"] == {"kind": "arcmargin", "scale": 32.0, "margin": 0.3}
+    settings = config["train"]
+    assert settings["crop"] == [1.5, 2.5] and settings["crop_short"] == "repeat" and settings["lr_schedule"] == "cosine"
+    assert settings["augment"]["reverb"] == 0.8 and settings["augment"]["noise_snr"] == [0, 10]
+    assert settings["augment"]["babble"] > 0  # the rest of the standard set stays on
+    assert json.loads(run("evaluate", out, "--json", "-q").stdout)["chunks"] > 0

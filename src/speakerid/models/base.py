@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 
 from speakerid.errors import ModelError
 from speakerid.features import FeatureConfig, build_frontend
+from speakerid.models.heads import ArcMarginHead, HeadConfig, build_head
 
 __all__ = ["SpeakerModel", "StatsPool", "options_dict", "parse_options", "warm_start_batch_norm"]
 
@@ -22,8 +24,9 @@ class SpeakerModel(nn.Module):
     """A speaker-identification network from raw waves (B, T) to speaker logits (B, n_classes).
 
     `frontend` turns waves into features, `backbone` turns features into one embedding
-    per wave (B, embedding_dim), `classifier` turns embeddings into logits. Every BatchNorm
-    warm-starts its running statistics (see `warm_start_batch_norm`).
+    per wave (B, embedding_dim), `classifier` (the head, see `speakerid.models.heads`) turns
+    embeddings into logits. Every BatchNorm warm-starts its running statistics (see
+    `warm_start_batch_norm`).
     """
 
     def __init__(
@@ -36,9 +39,11 @@ class SpeakerModel(nn.Module):
         backbone: nn.Module,
         classifier: nn.Module,
         embedding_dim: int,
+        head: HeadConfig = HeadConfig(),
     ):
         super().__init__()
         self.name = name
+        self.head = head
         self.n_classes = n_classes
         self.features = features
         self.options = options
@@ -50,13 +55,24 @@ class SpeakerModel(nn.Module):
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
                 module.register_forward_pre_hook(warm_start_batch_norm)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Speaker logits (B, n_classes) for waves (B, T), int16 or float."""
-        return self.classifier(self.embed(wave))
+    def forward(self, wave: torch.Tensor, labels: torch.Tensor | None = None,
+                feature_augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Speaker logits (B, n_classes) for waves (B, T), int16 or float.
 
-    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        Training passes `labels` (a margin head widens the true speaker's angle with them) and
+        may pass `feature_augment`, applied to the features before the backbone (SpecAugment).
+        """
+        embeddings = self.embed(wave, feature_augment)
+        if labels is not None and isinstance(self.classifier, ArcMarginHead):
+            return self.classifier(embeddings, labels)
+        return self.classifier(embeddings)
+
+    def embed(self, wave: torch.Tensor, feature_augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """The embedding layer's output (B, embedding_dim) for waves (B, T)."""
-        return self.backbone(self.frontend(wave))
+        features = self.frontend(wave)
+        if feature_augment is not None:
+            features = feature_augment(features)
+        return self.backbone(features)
 
     def logits_and_embedding(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Speaker logits and the embedding layer's output for waves (B, T), from one pass."""
@@ -70,6 +86,7 @@ class SpeakerModel(nn.Module):
             "n_classes": self.n_classes,
             "features": self.features.to_dict(),
             "options": copy.deepcopy(self.options),
+            "head": self.head.to_dict(),
         }
 
 
@@ -107,9 +124,9 @@ def options_dict(options: Any) -> dict[str, Any]:
 
 
 def frame_model(name: str, options_class: type, backbone_class: type, n_classes: int, features: FeatureConfig,
-                options: dict[str, Any]) -> SpeakerModel:
+                head: HeadConfig, options: dict[str, Any]) -> SpeakerModel:
     """A model over frame features: the frontend, `backbone_class(n_features, options)` ending in the
-    embedding, and a linear classifier on the embedding (the cnn, tdnn and lstm families)."""
+    embedding, and the head on the embedding (the cnn, tdnn and lstm families)."""
     opts = parse_options(name, options_class, options)
     return SpeakerModel(
         name=name,
@@ -118,8 +135,9 @@ def frame_model(name: str, options_class: type, backbone_class: type, n_classes:
         options=options_dict(opts),
         frontend=build_frontend(features),
         backbone=backbone_class(features.n_features, opts),
-        classifier=nn.Linear(opts.embedding_dim, n_classes),
+        classifier=build_head(head, opts.embedding_dim, n_classes),
         embedding_dim=opts.embedding_dim,
+        head=head,
     )
 
 

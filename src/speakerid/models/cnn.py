@@ -10,6 +10,7 @@ from torch import nn
 from speakerid.errors import ModelError
 from speakerid.features import FeatureConfig
 from speakerid.models.base import SpeakerModel, StatsPool, frame_model
+from speakerid.models.heads import HeadConfig
 
 __all__ = ["CnnOptions", "build"]
 
@@ -85,6 +86,6 @@ class CnnBackbone(nn.Module):
         return self.embedding(self.pool(maps.flatten(1, 2)))
 
 
-def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
+def build(n_classes: int, features: FeatureConfig, head: HeadConfig = HeadConfig(), **options) -> SpeakerModel:
     """The compact residual CNN; options as in `CnnOptions`."""
-    return frame_model("cnn", CnnOptions, CnnBackbone, n_classes, features, options)
+    return frame_model("cnn", CnnOptions, CnnBackbone, n_classes, features, head, options)

@@ -10,6 +10,7 @@ from torch import nn
 from speakerid.errors import ModelError
 from speakerid.features import FeatureConfig
 from speakerid.models.base import SpeakerModel, StatsPool, frame_model
+from speakerid.models.heads import HeadConfig
 
 __all__ = ["LstmOptions", "build"]
 
@@ -68,6 +69,6 @@ class LstmBackbone(nn.Module):
         return self.embedding(pooled)
 
 
-def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
+def build(n_classes: int, features: FeatureConfig, head: HeadConfig = HeadConfig(), **options) -> SpeakerModel:
     """The LSTM model; options as in `LstmOptions`."""
-    return frame_model("lstm", LstmOptions, LstmBackbone, n_classes, features, options)
+    return frame_model("lstm", LstmOptions, LstmBackbone, n_classes, features, head, options)

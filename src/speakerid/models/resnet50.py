@@ -20,6 +20,7 @@ from torch import nn
 from speakerid.errors import ModelError
 from speakerid.features import FeatureConfig, MfccImage
 from speakerid.models.base import SpeakerModel, options_dict, parse_options
+from speakerid.models.heads import HeadConfig, build_head
 
 __all__ = ["ResNet50Options", "ResNet50", "STAGES", "build", "load_pretrained", "freeze_policy"]
 
@@ -172,10 +173,11 @@ def freeze_policy(options: dict, pretrained: bool) -> dict:
     return {**options, "trainable": list(STAGES)}
 
 
-def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
+def build(n_classes: int, features: FeatureConfig, head: HeadConfig = HeadConfig(), **options) -> SpeakerModel:
     """The ResNet-50 transfer-learning model; options as in `ResNet50Options`.
 
-    The final classifier layer always trains: it is new for every set of speakers.
+    The final classifier layer always trains: it is new for every set of speakers. The softmax
+    head is the report's (dropout, then a linear layer).
     """
     opts = parse_options("resnet50", ResNet50Options, options)
     backbone = ResNet50(opts)
@@ -186,8 +188,10 @@ def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
         options=options_dict(opts),
         frontend=nn.Sequential(MfccImage(features, size=opts.image_size), ImageNetNormalize()),
         backbone=backbone,
-        classifier=nn.Sequential(nn.Dropout(opts.dropout), nn.Linear(HEAD_WIDTH, n_classes)),
+        classifier=(nn.Sequential(nn.Dropout(opts.dropout), nn.Linear(HEAD_WIDTH, n_classes)) if head.kind == "softmax"
+                    else build_head(head, HEAD_WIDTH, n_classes)),
         embedding_dim=HEAD_WIDTH,
+        head=head,
     )
 
 

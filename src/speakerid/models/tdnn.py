@@ -10,6 +10,7 @@ from torch import nn
 from speakerid.errors import ModelError
 from speakerid.features import FeatureConfig
 from speakerid.models.base import SpeakerModel, StatsPool, frame_model
+from speakerid.models.heads import HeadConfig
 
 __all__ = ["TdnnOptions", "build"]
 
@@ -116,6 +117,6 @@ class TdnnBackbone(nn.Module):
         return self.embedding(self.pool(self.aggregate(torch.cat(outputs, dim=1))))
 
 
-def build(n_classes: int, features: FeatureConfig, **options) -> SpeakerModel:
+def build(n_classes: int, features: FeatureConfig, head: HeadConfig = HeadConfig(), **options) -> SpeakerModel:
     """The ECAPA-style TDNN-lite; options as in `TdnnOptions`."""
-    return frame_model("tdnn", TdnnOptions, TdnnBackbone, n_classes, features, options)
+    return frame_model("tdnn", TdnnOptions, TdnnBackbone, n_classes, features, head, options)
