@@ -36,7 +36,6 @@ from speakerid.errors import AudioError, CorpusError
 
 FORMAT = "speakerid-corpus/1"
 SPLITS = ("train", "validation", "test")
-TAILS = ("drop", "pad", "fit")  # a recording's end that does not fill a chunk: dropped, zero-padded, or a last chunk moved back to end there
 
 CONFIG_FILE = "corpus.json"
 AUDIO_FILE = "audio.i16"
@@ -58,7 +57,7 @@ class PrepareConfig:
 
     chunk_seconds: float = 3.0
     hop_seconds: float | None = None  # None: chunks follow each other without overlap
-    tail: str = "drop"  # "drop" | "pad" | "fit": the end of a recording that does not fill a last chunk
+    tail: str = "drop"  # "drop" | "pad": what to do with the end of a recording shorter than a chunk
     short: str = "pad"  # "pad" | "reject": recordings shorter than one chunk
     val_fraction: float = 0.2
     test_fraction: float = 0.2
@@ -74,8 +73,8 @@ class PrepareConfig:
             raise CorpusError(f"chunk length must be a positive number of seconds, got {self.chunk_seconds}")
         if self.hop_seconds is not None and not (0 < self.hop_seconds <= self.chunk_seconds and self.hop_samples >= 1):
             raise CorpusError(f"hop must lie in (0, chunk length], got {self.hop_seconds} s")
-        if self.tail not in TAILS:
-            raise CorpusError(f"tail policy must be one of {', '.join(TAILS)}, got {self.tail!r}")
+        if self.tail not in ("drop", "pad"):
+            raise CorpusError(f"tail policy must be 'drop' or 'pad', got {self.tail!r}")
         if self.short not in ("pad", "reject"):
             raise CorpusError(f"short-recording policy must be 'pad' or 'reject', got {self.short!r}")
         for name in ("val_fraction", "test_fraction"):
@@ -168,11 +167,8 @@ def plan_chunks(n_samples: int, config: PrepareConfig) -> list[tuple[int, int]]:
     if n_samples < size:
         return [(0, size)] if config.short == "pad" else []
     starts = list(range(0, n_samples - size + 1, hop))
-    if starts[-1] + size < n_samples:
-        if config.tail == "pad":
-            starts.append(starts[-1] + hop)
-        elif config.tail == "fit":  # one more chunk, overlapping the previous one, ending where the recording ends
-            starts.append(n_samples - size)
+    if config.tail == "pad" and starts[-1] + size < n_samples:
+        starts.append(starts[-1] + hop)
     return [(s, s + size) for s in starts]
 
 
