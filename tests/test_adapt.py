@@ -128,3 +128,22 @@ def test_an_interrupted_adapt_resumes_and_only_one_runs_at_a_time(adapted, enrol
     assert [r.role for r in Registry(path).encoders()] == ["base"]  # nothing half-installed
     resumed = adapt(path, epochs=EPOCHS, progress=False)
     assert resumed.resumed and resumed.encoder == first.encoder  # the same encoder as an uninterrupted adapt
+
+
+def test_the_command_takes_train_s_recipe_flags_and_refuses_bad_ones(enrolled, tmp_path):
+    original, _ = enrolled
+    path = tmp_path / "voices.db"
+    path.write_bytes(original.read_bytes())
+    speakerid = [sys.executable, "-m", "speakerid", "adapt", "--registry", str(path), "--quiet", "--epochs", "1"]
+
+    refused = subprocess.run([*speakerid, "--head", "cosface"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "head" in refused.stderr and "Traceback" not in refused.stderr
+    assert [r.role for r in Registry(path).encoders()] == ["base"]
+
+    done = subprocess.run([*speakerid, "--head", "arcmargin", "--margin", "0.3", "--crop", "off", "--augment",
+                           "--aug", "speed=0"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    adapted = Registry(path).encoders()[1]
+    train = adapted.config["run"]["train"]
+    assert (train["head"], train["margin"], train["crop"]) == ("arcmargin", 0.3, None)
+    assert train["augment"]["noise"] > 0 and train["augment"]["speed"] == 0

@@ -33,11 +33,19 @@ ADAPT_CHUNK_SECONDS = 3.0
 ADAPT_VALIDATION = 0.125  # one recording in eight (at least one, for speakers with three or more)
 
 
-def adapt_training():
-    """The TrainConfig of adapt's recipe (chosen by benchmarks/bench_adapt_recipe.py)."""
+def adapt_training(**changes):
+    """The TrainConfig of adapt's recipe, with `changes` (TrainConfig fields) applied.
+
+    Chosen by benchmarks/bench_adapt_recipe.py on so125 (docs/benchmarks.md): the compact CNN with
+    plain cross-entropy on random 1.5-3 s crops (short sentences repeated to fill a crop), 40
+    epochs, no augmentation. On a hundred speakers with a minute each, the angular margin and the
+    augmentations (noise, babble, reverberation, speed, masks) each lowered the open-set figures;
+    they stay one option away for registries with more audio per voice.
+    """
     from speakerid.training import TrainConfig
 
-    return TrainConfig(model="cnn", epochs=40, patience=0, seed=0)
+    recipe = TrainConfig(model="cnn", epochs=40, patience=0, seed=0, crop=(1.5, 3.0), crop_short="repeat")
+    return replace(recipe, **changes)
 
 
 @dataclass
@@ -65,11 +73,12 @@ def _work_dir(registry: Path) -> Path:
 
 
 def adapt(registry: str | Path, minutes: float | None = None, epochs: int | None = None, seed: int = 0,
-          device: str = "auto", progress: bool = True) -> AdaptResult:
+          device: str = "auto", progress: bool = True, recipe: dict | None = None) -> AdaptResult:
     """Train an encoder on the registry's enrolled voices and score with it fused with the base encoder.
 
     `minutes` caps the training time (it stops after the epoch that passes it), `epochs` the
-    number of epochs. Needs at least two speakers with `MIN_SPEAKER_SECONDS` of enrolled audio
+    number of epochs, `recipe` changes `adapt_training()`'s TrainConfig (head, margin, crop,
+    augment, ...). Needs at least two speakers with `MIN_SPEAKER_SECONDS` of enrolled audio
     each; speakers with less are left out of training (and still scored). Refuses while another
     process adapts the same registry.
     """
@@ -85,14 +94,15 @@ def adapt(registry: str | Path, minutes: float | None = None, epochs: int | None
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RegistryError(f"another `speakerid adapt` is adapting {registry} right now; wait for it to finish") from None
-        return _adapt(voices, work, minutes, epochs, seed, device, progress)
+        config = adapt_training(**(recipe or {}))
+        config = replace(config, seed=seed, device=device, max_minutes=minutes, epochs=epochs or config.epochs)
+        return _adapt(voices, work, config, progress)
     finally:
         voices.close()
         lock.close()
 
 
-def _adapt(voices, work: Path, minutes: float | None, epochs: int | None, seed: int, device: str,
-           progress: bool) -> AdaptResult:
+def _adapt(voices, work: Path, config, progress: bool) -> AdaptResult:
     from speakerid.calibration import Trials, cross_validation_trials, fit_scoring
     from speakerid.corpus import PrepareConfig, prepare
     from speakerid.encoders import RunEncoder, adapted_name
@@ -113,7 +123,9 @@ def _adapt(voices, work: Path, minutes: float | None, epochs: int | None, seed: 
                             f"enrolled audio each; {len(trained)} have that much. Enroll more recordings first")
 
     # The corpus: the enrolled audio as files, named by id (speaker names may hold any character).
-    plan = {"recordings": sorted(r["id"] for r in recordings if r["speaker"] in trained), "seed": seed}
+    # A changed recipe starts over; a changed time or epoch budget resumes.
+    recipe = {k: v for k, v in config.to_dict().items() if k not in ("epochs", "max_minutes", "device", "workers")}
+    plan = {"recordings": sorted(r["id"] for r in recordings if r["speaker"] in trained), "training": recipe}
     manifest = work / "manifest.json"
     resumed = manifest.is_file() and json.loads(manifest.read_text()) == plan
     if not resumed:
@@ -122,10 +134,8 @@ def _adapt(voices, work: Path, minutes: float | None, epochs: int | None, seed: 
         _write_audio(store, [r for r in recordings if r["speaker"] in trained], work / "data", progress)
         manifest.write_text(json.dumps(plan))
     corpus_config = PrepareConfig(chunk_seconds=ADAPT_CHUNK_SECONDS, val_fraction=ADAPT_VALIDATION, test_fraction=0.0,
-                                  seed=seed)
+                                  seed=config.seed)
     prepare(work / "data", work / "corpus", corpus_config, progress=progress)
-    config = adapt_training()
-    config = replace(config, seed=seed, device=device, max_minutes=minutes, epochs=epochs or config.epochs)
     run = work / "run"
     result = train(work / "corpus", run, config, resume=resumed and (run / "checkpoint.pt").is_file(), progress=progress)
 
@@ -133,7 +143,7 @@ def _adapt(voices, work: Path, minutes: float | None, epochs: int | None, seed: 
     weights = (run / WEIGHTS_FILE).read_bytes()
     run_config = {"run": read_json(run / CONFIG_FILE, "run configuration"),
                   "labels": read_json(run / LABELS_FILE, "speaker labels")}
-    encoder = RunEncoder.from_bytes(weights, run_config, store.path, device)
+    encoder = RunEncoder.from_bytes(weights, run_config, store.path, config.device)
     held_out = _validation_recordings(work / "corpus")
     while True:
         recordings = store.recordings()

@@ -255,6 +255,31 @@ def _parse_crop(text: str) -> tuple[float, float] | None:
         raise SpeakerIdError(f"--crop wants MIN-MAX seconds (e.g. 1.5-3), one length (e.g. 2) or off, got {text!r}") from None
 
 
+HEAD_HELP = "softmax (cross-entropy) or arcmargin (additive angular margin softmax)."
+MARGIN_HELP = "arcmargin: the margin in radians."
+SCALE_HELP = "arcmargin: the scale of the cosine logits."
+MARGIN_WARMUP_HELP = "arcmargin: epochs over which the margin rises from 0."
+CROP_HELP = ("Random training crops: MIN-MAX seconds (a length per batch, e.g. 1.5-3), one length (2), "
+             "or off (whole chunks).")
+CROP_SHORT_HELP = "A recording shorter than its crop: repeat it, or pad with silence."
+AUGMENT_HELP = "Augment the training audio (the standard set: noise, babble, reverberation, gain, speed, SpecAugment masks)."
+AUG_HELP = "One augmentation setting KEY=VALUE (repeatable), e.g. reverb=0.5 or noise_snr=[0,15]; see speakerid.augment.AugmentConfig."
+
+
+def _recipe(head: str | None, margin: float | None, scale: float | None, margin_warmup: float | None, crop: str | None,
+            crop_short: str | None, augment: bool | None, aug: list[str]) -> dict:
+    """The TrainConfig fields of the training-recipe flags that `train` and `adapt` share (None: not given)."""
+    from speakerid.augment import STANDARD, AugmentConfig
+
+    given = {"head": head, "margin": margin, "scale": scale, "margin_warmup": margin_warmup, "crop_short": crop_short}
+    fields = {k: v for k, v in given.items() if v is not None}
+    if crop is not None:
+        fields["crop"] = _parse_crop(crop)  # None when "off"
+    if augment is not None or aug:
+        fields["augment"] = AugmentConfig.from_dict({**(STANDARD.to_dict() if augment else {}), **_parse_options(aug, "--aug")})
+    return fields
+
+
 @app.command()
 def train(
     corpus: Path = typer.Argument(..., help="A corpus made by `speakerid prepare`."),
@@ -264,30 +289,27 @@ def train(
     n_mfcc: int = typer.Option(40, help="MFCC coefficients (features mfcc)."),
     n_mels: int = typer.Option(64, help="Mel bands (features mfcc and logmel)."),
     cmvn: bool = typer.Option(False, "--cmvn/--no-cmvn", help="Per-utterance mean/variance normalisation of the features."),
-    epochs: int = typer.Option(30, help="Most epochs to train."),
+    epochs: int = typer.Option(60, help="Most epochs to train."),
     batch_size: int = typer.Option(32, help="Chunks per batch (per process under torchrun)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     seed: int = typer.Option(0, help="Seed of initialisation, order and augmentation."),
-    patience: int = typer.Option(10, help="Stop after this many epochs without a better validation accuracy (0: never)."),
+    patience: int = typer.Option(20, help="Stop after this many epochs without a better validation accuracy (0: never)."),
     jitter: float = typer.Option(0.5, help="Shift training windows by up to this fraction of a chunk (0: off)."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after the epoch that passes this much training time."),
     trainable: Optional[str] = typer.Option(None, help="resnet50: stages that train, e.g. stem,layer1,head (the rest freeze)."),
     pretrained: Optional[Path] = typer.Option(None, help="resnet50: local torchvision ImageNet weights (.pth) to start from."),
-    option: list[str] = typer.Option([], "--option", help="A model option KEY=VALUE (repeatable), e.g. hidden=128."),
-    head: str = typer.Option("softmax", help="softmax (cross-entropy) or arcmargin (additive angular margin softmax)."),
-    margin: float = typer.Option(0.2, help="arcmargin: the margin in radians."),
-    scale: float = typer.Option(32.0, help="arcmargin: the scale of the cosine logits."),
-    margin_warmup: float = typer.Option(0.0, help="arcmargin: epochs over which the margin rises from 0."),
+    option: list[str] = typer.Option([], "--option", metavar="KEY=VALUE", help="A model option KEY=VALUE (repeatable), e.g. hidden=128."),
+    head: str = typer.Option("softmax", help=HEAD_HELP),
+    margin: float = typer.Option(0.2, help=MARGIN_HELP),
+    scale: float = typer.Option(32.0, help=SCALE_HELP),
+    margin_warmup: float = typer.Option(0.0, help=MARGIN_WARMUP_HELP),
     lr_schedule: str = typer.Option("constant", help="constant, or cosine (decays to 0 at the last epoch)."),
     warmup_epochs: float = typer.Option(0.0, help="Epochs over which the learning rate rises from 0."),
     weight_decay: float = typer.Option(0.0, help="AdamW weight decay."),
-    crop: str = typer.Option("off", help="Random training crops: MIN-MAX seconds (a length per batch, e.g. 1.5-3), "
-                                         "one length (2), or off (whole chunks)."),
-    crop_short: str = typer.Option("pad", help="A recording shorter than its crop: pad (silence) or repeat."),
-    augment: bool = typer.Option(False, "--augment/--no-augment", help="Augment the training audio (the standard set: "
-                                 "noise, babble, reverberation, gain, speed, SpecAugment masks)."),
-    aug: list[str] = typer.Option([], "--aug", help="One augmentation setting KEY=VALUE (repeatable), e.g. reverb=0.5 "
-                                  "or noise_snr=[0,15]; see speakerid.augment.AugmentConfig."),
+    crop: str = typer.Option("1.5-3", help=CROP_HELP),
+    crop_short: str = typer.Option("repeat", help=CROP_SHORT_HELP),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help=AUGMENT_HELP),
+    aug: list[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help=AUG_HELP),
     workers: Optional[int] = typer.Option(None, help="DataLoader worker processes (default: 0 on CPU, 4 on CUDA)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: Optional[int] = _threads(TRAIN_THREADS, "per process on CPU"),
@@ -296,7 +318,6 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train a speaker model (AdamW; softmax or angular-margin head); keeps the best epoch by validation accuracy."""
-    from speakerid.augment import STANDARD, AugmentConfig
     from speakerid.features import FeatureConfig
     from speakerid.training import TrainConfig, train as run_train
 
@@ -323,9 +344,8 @@ def train(
         model=model, features=FeatureConfig(kind=features, n_mfcc=n_mfcc, n_mels=n_mels, normalize=cmvn),
         options=options, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience, jitter=jitter,
         max_minutes=max_minutes, workers=workers, device=device, pretrained=str(pretrained) if pretrained else None,
-        head=head, margin=margin, scale=scale, margin_warmup=margin_warmup, lr_schedule=lr_schedule,
-        warmup_epochs=warmup_epochs, weight_decay=weight_decay, crop=_parse_crop(crop), crop_short=crop_short,
-        augment=AugmentConfig.from_dict({**(STANDARD.to_dict() if augment else {}), **_parse_options(aug, "--aug")}),
+        lr_schedule=lr_schedule, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
+        **_recipe(head, margin, scale, margin_warmup, crop, crop_short, augment, aug),
     )
     result = run_train(corpus, out, config, resume=resume, force=force, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -587,13 +607,25 @@ def adapt(
     minutes: Optional[float] = typer.Option(None, help="Stop training after the epoch that passes this many minutes."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Most training epochs (default: the recipe's)."),
     seed: int = typer.Option(0, help="Seed of the held-out split, initialisation and augmentation."),
+    head: Optional[str] = typer.Option(None, help=HEAD_HELP + " [recipe: softmax]"),
+    margin: Optional[float] = typer.Option(None, help=MARGIN_HELP + " [0.2]"),
+    scale: Optional[float] = typer.Option(None, help=SCALE_HELP + " [32]"),
+    margin_warmup: Optional[float] = typer.Option(None, help=MARGIN_WARMUP_HELP + " [0]"),
+    crop: Optional[str] = typer.Option(None, help=CROP_HELP + " [recipe: 1.5-3]"),
+    crop_short: Optional[str] = typer.Option(None, help=CROP_SHORT_HELP + " [recipe: repeat]"),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help=AUGMENT_HELP + " [recipe: none]"),
+    aug: list[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help=AUG_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: Optional[int] = _threads(TRAIN_THREADS, "for training and embedding"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train an encoder on the enrolled voices; from then on the registry scores with it and the pretrained one, fused."""
     from speakerid.adapt import adapt as run_adapt
 
-    result = run_adapt(registry, minutes=minutes, epochs=epochs, seed=seed, device=device, progress=not quiet)
+    use_threads(threads)
+    recipe = _recipe(head, margin, scale, margin_warmup, crop, crop_short, augment, aug)
+    result = run_adapt(registry, minutes=minutes, epochs=epochs, seed=seed, device=device, progress=not quiet,
+                       recipe=recipe)
     r = result.report
     typer.echo(f"adapted {registry}: {result.encoder} trained on {result.speakers} speakers for {result.epochs} epochs "
                f"({result.train_seconds:.0f} s, best epoch {result.best_epoch}){' (resumed)' if result.resumed else ''}")

@@ -42,11 +42,11 @@ class TrainConfig:
     model: str = "cnn"
     features: FeatureConfig = field(default_factory=FeatureConfig)
     options: dict = field(default_factory=dict)
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0
-    patience: int = 10  # epochs without a better validation accuracy before stopping; 0: never stop early
+    patience: int = 20  # epochs without a better validation accuracy before stopping; 0: never stop early
     jitter: float = 0.5  # shift each training window by up to this fraction of a chunk, inside its recording
     max_minutes: float | None = None  # stop after the epoch in which this much training time has passed
     workers: int | None = None  # DataLoader processes; default 0 on CPU (the model uses the cores), 4 on CUDA
@@ -59,8 +59,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" | "cosine" (decays to 0 at the last epoch)
     warmup_epochs: float = 0.0  # epochs over which the learning rate rises linearly from 0
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    crop: tuple[float, float] | None = None  # seconds: random crops of a length drawn per batch, anywhere in a recording
-    crop_short: str = "pad"  # a recording shorter than its crop: "pad" with silence or "repeat" it
+    crop: tuple[float, float] | None = (1.5, 3.0)  # seconds: random crops of a length drawn per batch, anywhere in a recording; None: whole chunks
+    crop_short: str = "repeat"  # a recording shorter than its crop: "repeat" it or "pad" with silence
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
