@@ -43,7 +43,14 @@ CONTENDERS = {
     # the defaults before issue 12: tails dropped; softmax head, whole chunks, no augmentation, 30 epochs, patience 10
     "before": (["--tail", "drop"], ["--head", "softmax", "--crop", "off", "--no-augment", "--epochs", "30", "--patience", "10",
                                     "--lr-schedule", "constant"]),
+    # the defaults with the additive angular margin head instead of cross-entropy
+    "arcmargin": ([], ["--head", "arcmargin", "--margin-warmup", "10"]),
+    # the defaults with the standard augmentation
+    "augment": ([], ["--augment"]),
+    # the defaults, the corpus holding 7 of the 8 sentences for training (so125 only: no test split to evaluate)
+    "7-train": (["--val", "0.125", "--test", "0"], []),
 }
+SO125_ONLY = {"7-train"}
 
 
 def cli(*args: str) -> str:
@@ -111,6 +118,8 @@ def main() -> None:
     for dataset in args.data:
         rows = []
         for name in args.only or list(CONTENDERS):
+            if dataset != "so125" and name in SO125_ONLY:
+                continue
             print(f"{dataset}: {name} ...", flush=True)
             rows.append(run_contender(name, CONTENDERS[name], dataset))
         base = rows[0]["seconds"]

@@ -185,7 +185,7 @@ def _run_cell(cell: Cell, settings: Settings, device: str, progress: bool) -> di
     run = settings.out / CELLS_DIR / cell.name
     corpus = settings.corpora[cell.chunk]
     if not _trained(run):
-        defaults = TrainConfig()
+        defaults = TrainConfig(crop=None)  # a cell trains on whole chunks of its length: what the study compares
         config = replace(defaults, model=cell.model, features=replace(defaults.features, kind=cell.features),
                          options=model_options(cell.model, settings.pretrained), epochs=EPOCH_CAP, seed=settings.seed,
                          max_minutes=settings.budget_minutes, device=device,
