@@ -18,6 +18,7 @@ time `adapt` took, and where the errors fall (speakers, sentence length, voice p
 
     python benchmarks/bench_enroll.py                 # both data sets
     python benchmarks/bench_enroll.py --data so125 --minutes 5
+    python benchmarks/bench_enroll.py --data so125 --model tdnn      # adapt another backbone
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def pitch(audio: np.ndarray) -> float:
     return float(np.median(f0)) if f0 else float("nan")
 
 
-def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None:
+def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: str | None) -> None:
     from speakerid.adapt import adapt
     from speakerid.calibration import GAP_GRID, Trials, eer, fit_scoring, gather_trials
     from speakerid.voices import VoiceRegistry
@@ -104,7 +105,8 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None
     enroll_seconds = time.perf_counter() - began
     voices.close()
     began = time.perf_counter()
-    adapted = adapt(work / "voices.db", minutes=minutes, epochs=epochs, seed=seed, progress=False)
+    adapted = adapt(work / "voices.db", minutes=minutes, epochs=epochs, seed=seed, progress=False,
+                    recipe=None if model is None else {"model": model})
     adapt_seconds = time.perf_counter() - began
 
     voices = VoiceRegistry(work / "voices.db", create=False)
@@ -136,7 +138,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None) -> None
     print(f"\n{name}: {len(names)} enrolled speakers, {len(cal)} calibration and {len(test)} test strangers; "
           f"{len(test_truth)} enrolled and {len(test_strangers)} stranger test trials"
           f"{'' if seconds is None else f' ({seconds:g}-s clips)'}")
-    print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({adapted.epochs} epochs, "
+    print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({model or 'the recipe'}'s model, {adapted.epochs} epochs, "
           f"{adapted.train_seconds:.0f} s of training, {adapted.recordings} recordings re-embedded)")
     print("\n| contender | weights | lead weight | closed-set top-1 | enrolled named right | strangers rejected | EER |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -195,13 +197,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=None, help="adapt's training budget (default: its recipe's)")
     parser.add_argument("--epochs", type=int, default=None, help="adapt's epochs (default: its recipe's)")
+    parser.add_argument("--model", default=None, help="adapt's model family (default: its recipe's)")
     args = parser.parse_args()
     import torch
 
     print(f"machine: {os.cpu_count()} CPU cores, {'CUDA' if torch.cuda.is_available() else 'no GPU'}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
     for name in (["so125", "dsp20"] if args.data == "both" else [args.data]):
-        run(name, args.seed, args.minutes, args.epochs)
+        run(name, args.seed, args.minutes, args.epochs, args.model)
 
 
 if __name__ == "__main__":

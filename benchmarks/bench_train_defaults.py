@@ -104,7 +104,8 @@ def flags(name: str) -> str:
     prepare_flags, train_flags = CONTENDERS[name]
     if not prepare_flags and not train_flags:
         return "(defaults)"
-    return f"prepare `{' '.join(prepare_flags)}`, train `{' '.join(train_flags)}`"
+    return ", ".join(f"{command} `{' '.join(given)}`" for command, given in (("prepare", prepare_flags), ("train", train_flags))
+                     if given)
 
 
 def main() -> None:

@@ -140,10 +140,10 @@ def test_the_command_takes_train_s_recipe_flags_and_refuses_bad_ones(enrolled, t
     assert refused.returncode == 1 and "head" in refused.stderr and "Traceback" not in refused.stderr
     assert [r.role for r in Registry(path).encoders()] == ["base"]
 
-    done = subprocess.run([*speakerid, "--head", "arcmargin", "--margin", "0.3", "--crop", "off", "--augment",
-                           "--aug", "speed=0"], capture_output=True, text=True)
+    done = subprocess.run([*speakerid, "--model", "tdnn", "--head", "arcmargin", "--margin", "0.3", "--crop", "off",
+                           "--augment", "--aug", "speed=0"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     adapted = Registry(path).encoders()[1]
     train = adapted.config["run"]["train"]
-    assert (train["head"], train["margin"], train["crop"]) == ("arcmargin", 0.3, None)
+    assert (train["model"], train["head"], train["margin"], train["crop"]) == ("tdnn", "arcmargin", 0.3, None)
     assert train["augment"]["noise"] > 0 and train["augment"]["speed"] == 0
