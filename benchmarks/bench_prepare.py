@@ -96,16 +96,24 @@ def run_original(files: list[Path], work: Path, native_rate: bool) -> dict:
     return {"seconds": time.perf_counter() - started, "audio_seconds": audio_seconds, "chunks": chunks}
 
 
+def same_work():
+    """prepare's settings for the work the original recipe does: chunks, no voice screening (its
+    cost has its own benchmark, bench_screening.py)."""
+    from speakerid.corpus import PrepareConfig
+
+    return PrepareConfig(chunk_seconds=CHUNK_SECONDS, speech_check=False)
+
+
 def run_speakerid(data: Path, work: Path) -> dict:
     import numpy as np
     import torch
 
-    from speakerid.corpus import Corpus, PrepareConfig, prepare
+    from speakerid.corpus import Corpus, prepare
     from speakerid.features import FeatureConfig, build_frontend
 
     frontend = build_frontend(FeatureConfig())
     started = time.perf_counter()
-    result = prepare(data, work / "corpus", PrepareConfig(chunk_seconds=CHUNK_SECONDS), progress=False)
+    result = prepare(data, work / "corpus", same_work(), progress=False)
     prepared = time.perf_counter() - started
     corpus = Corpus.open(work / "corpus")
     n = len(corpus.chunk_label)
@@ -121,11 +129,11 @@ def run_speakerid(data: Path, work: Path) -> dict:
 def run_images(data: Path, work: Path, image_format: str, workers: int | None, processes: bool) -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
-    from speakerid.corpus import Corpus, PrepareConfig, prepare
+    from speakerid.corpus import Corpus, prepare
     from speakerid.export import _plan, export_images
 
     started = time.perf_counter()
-    result = prepare(data, work / "corpus", PrepareConfig(chunk_seconds=CHUNK_SECONDS), progress=False)
+    result = prepare(data, work / "corpus", same_work(), progress=False)
     prepared = time.perf_counter() - started
     corpus = Corpus.open(work / "corpus")
     if processes:

@@ -52,13 +52,13 @@ names, _ = voices.reference_matrices()
 opened = time.perf_counter() - t1
 encoders = t1 - t0
 clips = [(speaker, load_audio(f)[2 * 16000 : 7 * 16000]) for speaker, f in queries]
-voices.rank(voices.embed([clips[0][1]]))  # warm-up
+voices.rank(voices.embed([clips[0][1]]), 5.0)  # warm-up
 embed, search, right = [], [], 0
 for speaker, clip in clips:
     a = time.perf_counter()
     embedded = voices.embed([clip])
     b = time.perf_counter()
-    answer = voices.rank(embedded, top_k=3, threshold=-1)
+    answer = voices.rank(embedded, 5.0, top_k=3, threshold=-1)
     c = time.perf_counter()
     embed.append(b - a)
     search.append(c - b)
@@ -67,7 +67,7 @@ for speaker, clip in clips:
 subprocess.run([sys.executable, "-c", "import sys; from speakerid.voices import VoiceRegistry; "
                 "VoiceRegistry(sys.argv[1]).enroll('newcomer', [sys.argv[2]])", path, queries[0][1]], check=True)
 a = time.perf_counter()
-answer = voices.rank(voices.embed([clips[0][1]]), top_k=3, threshold=-1)
+answer = voices.rank(voices.embed([clips[0][1]]), 5.0, top_k=3, threshold=-1)
 refresh = time.perf_counter() - a - np.median(embed)
 assert len(voices.reference_matrices()[0]) == len(names) + 1
 voices.remove("newcomer")
