@@ -100,7 +100,10 @@ def test_adapt_needs_two_speakers_with_enough_audio(enrolled, tmp_path):
         adapt(tmp_path / "missing.db", progress=False)
 
 
-ADAPT = "import sys; from speakerid.adapt import adapt; adapt(sys.argv[1], epochs=int(sys.argv[2]), progress=False)"
+# Ctrl-C raises KeyboardInterrupt as in a terminal, even when the suite itself was started in the
+# background (a shell's `&` makes it ignore SIGINT, and Python then leaves it ignored).
+ADAPT = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "from speakerid.adapt import adapt; adapt(sys.argv[1], epochs=int(sys.argv[2]), progress=False)")
 
 
 def test_an_interrupted_adapt_resumes_and_only_one_runs_at_a_time(adapted, enrolled, tmp_path):
