@@ -217,3 +217,23 @@ def test_ge2e_partials_match_resemblyzer_partials_and_hear_no_level(dsp20, ge2e,
     np.testing.assert_allclose(quiet.numpy(), quieter.numpy(), rtol=1e-3, atol=1e-9)
     short_starts, short = ge2e.partials(audio[: SAMPLE_RATE], 0.8)  # one zero-padded partial
     assert short_starts.tolist() == [0] and short.shape == (1, 160, 40)
+
+
+def test_a_clip_shorter_than_a_chunk_fills_it_as_training_filled_short_crops(run_dir, run_encoder, takes, tmp_path):
+    clip = next(iter(takes.values()))[0][: SAMPLE_RATE]  # 1 s of real speech; chunks are 3 s
+    chunk = run_encoder.chunking.chunk_samples
+    assert run_encoder.run.short_fill == "repeat"  # trained with train's default crops, short ones repeated
+    repeated = np.resize(clip, chunk)
+    padded = np.concatenate([clip, np.zeros(chunk - len(clip), np.float32)])
+    embed = lambda audio: run_encoder.embed_many([audio])[0]
+    assert np.abs(embed(clip) - embed(repeated)).max() < 1e-5
+    assert np.abs(embed(clip) - embed(padded)).max() > 1e-3
+    # a run trained on whole chunks pads, as its training did
+    config = json.loads((run_dir / "config.json").read_text())
+    config["train"]["crop"] = None
+    whole = tmp_path / "whole"
+    shutil.copytree(run_dir, whole)
+    (whole / "config.json").write_text(json.dumps(config))
+    padding = RunEncoder.from_dir(whole, "cpu")
+    assert padding.run.short_fill == "pad"
+    assert np.abs(padding.embed_many([clip])[0] - padding.embed_many([padded])[0]).max() < 1e-5

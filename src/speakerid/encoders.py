@@ -308,7 +308,8 @@ class RunEncoder(Encoder):
     """The embedding layer of a model trained by `speakerid train` (or by `speakerid adapt`).
 
     A recording's embedding is the L2-normalised mean of the L2-normalised embeddings of its
-    training-length chunks (a recording shorter than one chunk is zero-padded to one).
+    training-length chunks (a recording shorter than one chunk fills one as training filled short
+    crops: `Run.short_fill`).
     """
 
     default_threshold = None
@@ -350,7 +351,7 @@ class RunEncoder(Encoder):
     def embed_many(self, audios: Sequence[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
         windows, owners = [], []
         for index, (audio, name) in enumerate(zip(audios, _names(audios, names))):
-            chunks = chunk_windows(to_int16(_checked(audio, self.sample_rate, name)), self.chunking)
+            chunks = chunk_windows(to_int16(_checked(audio, self.sample_rate, name)), self.chunking, self.run.short_fill)
             windows.append(chunks)
             owners.extend([index] * len(chunks))
         if not windows:

@@ -55,8 +55,12 @@ def require_speech(audio: np.ndarray, sample_rate: int, name: str, min_seconds: 
     return voiced
 
 
-def chunk_windows(samples: np.ndarray, chunking: PrepareConfig) -> np.ndarray:
-    """(n_chunks, chunk_samples) int16 windows of a recording, zero-padded past its end."""
+def chunk_windows(samples: np.ndarray, chunking: PrepareConfig, fill: str = "pad") -> np.ndarray:
+    """(n_chunks, chunk_samples) int16 windows of a recording. A recording shorter than one chunk
+    fills it as the model's training filled short crops (`Run.short_fill`): repeated end to end
+    (`fill="repeat"`), or zero-padded."""
+    if fill == "repeat" and 0 < len(samples) < chunking.chunk_samples:
+        return np.resize(samples.astype(np.int16, copy=False), chunking.chunk_samples)[None]
     windows = plan_chunks(len(samples), chunking) or [(0, chunking.chunk_samples)]
     out = np.zeros((len(windows), chunking.chunk_samples), dtype=np.int16)
     for row, (start, end) in enumerate(windows):
@@ -163,7 +167,7 @@ class Identifier:
         if len(samples) == 0:
             raise AudioError(source, "contains no audio samples")
         speech = require_speech(samples, self.chunking.sample_rate, source, MIN_CHUNK_SHARE * self.chunking.chunk_seconds)
-        windows = chunk_windows(samples, self.chunking)
+        windows = chunk_windows(samples, self.chunking, self.run.short_fill)
         scores, embeddings = scores_and_embeddings(self.run.model, windows, self.batch_size)
         probabilities = recording_scores(scores)
         order = np.argsort(-probabilities)[: max(1, top_k)]

@@ -63,8 +63,15 @@ class Run:
         return self.config["chunking"]["chunk_seconds"]
 
     @property
+    def short_fill(self) -> str:
+        """How a recording shorter than a chunk fills one for this model: "repeat" when it trained
+        on crops that repeated short recordings (what it learnt short speech looks like), else "pad"."""
+        train = self.config.get("train", {})
+        return "repeat" if train.get("crop") and train.get("crop_short") == "repeat" else "pad"
+
+    @property
     def chunking(self) -> PrepareConfig:
-        """How new recordings are cut for this model: as its corpus was, a clip shorter than a chunk padded."""
+        """How new recordings are cut for this model: as its corpus was (a clip shorter than a chunk: `short_fill`)."""
         c = self.config["chunking"]
         return PrepareConfig(chunk_seconds=c["chunk_seconds"], hop_seconds=c["hop_seconds"], tail=c["tail"],
                              short="pad", sample_rate=c["sample_rate"])
