@@ -26,7 +26,6 @@ import os
 import statistics
 import sys
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -40,20 +39,10 @@ CORES = os.cpu_count() or 1
 
 def import_resemblyzer():
     """Resemblyzer's package; its `webrtcvad` import needs pkg_resources, so a stand-in wraps the same C extension."""
-    import _webrtcvad
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from webrtcvad_stand_in import webrtcvad_stand_in
 
-    class Vad:
-        def __init__(self, mode=None):
-            self._vad = _webrtcvad.create()
-            _webrtcvad.init(self._vad)
-            if mode is not None:
-                _webrtcvad.set_mode(self._vad, mode)
-
-        def is_speech(self, buf, sample_rate, length=None):
-            return _webrtcvad.process(self._vad, sample_rate, buf, length or len(buf) // 2)
-
-    stand_in = types.ModuleType("webrtcvad")
-    stand_in.Vad = Vad
+    stand_in = webrtcvad_stand_in()
     sys.modules.setdefault("webrtcvad", stand_in)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

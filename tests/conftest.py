@@ -6,7 +6,6 @@ import importlib
 import sys
 import threading
 import time
-import types
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,26 +62,11 @@ def small_corpus(dsp20, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def resemblyzer():
-    """Resemblyzer's own implementation, as the reference.
+    """Resemblyzer's own implementation, as the reference, importable through a stand-in
+    `webrtcvad` (see webrtcvad_stand_in.py) set only while it imports."""
+    from webrtcvad_stand_in import webrtcvad_stand_in
 
-    `import resemblyzer` imports webrtcvad, whose module imports pkg_resources, which current
-    setuptools no longer ships. A stand-in `webrtcvad` offering the same 10-line `Vad` wrapper over
-    the same C extension (`_webrtcvad`) makes it importable without touching the environment.
-    """
-    import _webrtcvad
-
-    class Vad:
-        def __init__(self, mode=None):
-            self._vad = _webrtcvad.create()
-            _webrtcvad.init(self._vad)
-            if mode is not None:
-                _webrtcvad.set_mode(self._vad, mode)
-
-        def is_speech(self, buf, sample_rate, length=None):
-            return _webrtcvad.process(self._vad, sample_rate, buf, length or len(buf) // 2)
-
-    stand_in = types.ModuleType("webrtcvad")
-    stand_in.Vad = Vad
+    stand_in = webrtcvad_stand_in()
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "webrtcvad", stand_in)
         with warnings.catch_warnings():
