@@ -139,9 +139,11 @@ def test_the_command_takes_train_s_recipe_flags_and_refuses_bad_ones(enrolled, t
     path.write_bytes(original.read_bytes())
     speakerid = [sys.executable, "-m", "speakerid", "adapt", "--registry", str(path), "--quiet", "--epochs", "1"]
 
-    refused = subprocess.run([*speakerid, "--head", "cosface"], capture_output=True, text=True)
-    assert refused.returncode == 1 and "head" in refused.stderr and "Traceback" not in refused.stderr
+    for flags, why in ((["--head", "cosface"], "head"), (["--model", "resnet50"], "adapt trains one of cnn, tdnn, lstm")):
+        refused = subprocess.run([*speakerid, *flags], capture_output=True, text=True)
+        assert refused.returncode == 1 and why in refused.stderr and "Traceback" not in refused.stderr
     assert [r.role for r in Registry(path).encoders()] == ["base"]
+    assert not path.with_name(path.name + ".adapt").exists()  # nothing written for settings it refuses
 
     done = subprocess.run([*speakerid, "--model", "tdnn", "--head", "arcmargin", "--margin", "0.3", "--crop", "off",
                            "--augment", "--aug", "speed=0"], capture_output=True, text=True)

@@ -30,6 +30,7 @@ __all__ = ["adapt", "AdaptResult", "adapt_training", "MIN_SPEAKER_SECONDS"]
 
 MIN_SPEAKER_SECONDS = 8.0  # enrolled audio a speaker needs to be one of the classes adapt trains on
 ADAPT_CHUNK_SECONDS = 3.0
+ADAPT_MODELS = ("cnn", "tdnn", "lstm")  # families that embed waveforms from scratch (resnet50 is an ImageNet recipe)
 ADAPT_VALIDATION = 0.125  # one recording in eight (at least one, for speakers with three or more)
 
 
@@ -84,6 +85,10 @@ def adapt(registry: str | Path, minutes: float | None = None, epochs: int | None
     """
     from speakerid.voices import VoiceRegistry
 
+    config = adapt_training(**(recipe or {}))  # settings are checked before anything is written
+    config = replace(config, seed=seed, device=device, max_minutes=minutes, epochs=epochs or config.epochs)
+    if config.model not in ADAPT_MODELS:
+        raise RegistryError(f"adapt trains one of {', '.join(ADAPT_MODELS)}, not {config.model!r}")
     registry = Path(registry)
     voices = VoiceRegistry(registry, device=device, create=False)
     work = _work_dir(registry)
@@ -94,8 +99,6 @@ def adapt(registry: str | Path, minutes: float | None = None, epochs: int | None
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RegistryError(f"another `speakerid adapt` is adapting {registry} right now; wait for it to finish") from None
-        config = adapt_training(**(recipe or {}))
-        config = replace(config, seed=seed, device=device, max_minutes=minutes, epochs=epochs or config.epochs)
         return _adapt(voices, work, config, progress)
     finally:
         voices.close()
