@@ -294,7 +294,7 @@ def train(
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     seed: int = typer.Option(0, help="Seed of initialisation, order and augmentation."),
     patience: int = typer.Option(20, help="Stop after this many epochs without a better validation accuracy (0: never)."),
-    jitter: float = typer.Option(0.5, help="Shift training windows by up to this fraction of a chunk (0: off)."),
+    jitter: float = typer.Option(0.5, help="With --crop off: shift training chunks by up to this fraction of a chunk (0: off)."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after the epoch that passes this much training time."),
     trainable: Optional[str] = typer.Option(None, help="resnet50: stages that train, e.g. stem,layer1,head (the rest freeze)."),
     pretrained: Optional[Path] = typer.Option(None, help="resnet50: local torchvision ImageNet weights (.pth) to start from."),

@@ -47,7 +47,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     patience: int = 20  # epochs without a better validation accuracy before stopping; 0: never stop early
-    jitter: float = 0.5  # shift each training window by up to this fraction of a chunk, inside its recording
+    jitter: float = 0.5  # without crops: shift each training chunk by up to this fraction of a chunk, inside its recording
     max_minutes: float | None = None  # stop after the epoch in which this much training time has passed
     workers: int | None = None  # DataLoader processes; default 0 on CPU (the model uses the cores), 4 on CUDA
     device: str = "auto"  # "auto": CUDA when present, else CPU
