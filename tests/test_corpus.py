@@ -90,6 +90,9 @@ def test_fsdd_is_resampled_and_short_clips_follow_the_policy(fsdd, tmp_path):
     assert len(window) == 48000
     np.testing.assert_array_equal(window[: recording.samples], expected)
     assert not window[recording.samples :].any()
+    chunk = int(np.flatnonzero(corpus.chunk_recording == index)[0])
+    repeated = corpus.chunk_audio(chunk, fill="repeat")  # as a run trained on repeated crops sees it
+    np.testing.assert_array_equal(repeated, np.resize(expected, 48000))
 
     result = prepare(data, tmp_path / "strict", PrepareConfig(chunk_seconds=3, short="reject"), progress=False)
     assert len(result.rejected) == 24

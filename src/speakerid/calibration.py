@@ -255,7 +255,7 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
     """The fusion weights, statistics and thresholds that serve `trials` best, and what they achieve.
 
     With two encoders the weight of the base encoder is chosen on a grid (0, 0.05, ..., 1) by the
-    pairwise EER of the fused scores (`_fusion_weight`); then the weight of the best speaker's lead
+    pairwise EER of the fused scores (`_fusion_weights`); then the weight of the best speaker's lead
     over the second (`Scoring.gap`, on GAP_GRID) by the balanced open-set accuracy it reaches. Scores fall as audio gets shorter, so a
     threshold is a line in log(seconds) (`_length_line`), its slope chosen with its level on all
     trials at once: identification at the operating point (`operating_point`), verification at

@@ -543,15 +543,19 @@ class Corpus:
             raise CorpusError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         return np.flatnonzero(self.chunk_split == SPLITS.index(split))
 
-    def chunk_audio(self, index: int, shift: int = 0) -> np.ndarray:
+    def chunk_audio(self, index: int, shift: int = 0, fill: str = "pad") -> np.ndarray:
         """One chunk's int16 samples (always `chunk_samples` long, zero-padded past the recording's end).
 
         `shift` moves the window within its recording (training-time jitter); it is clipped so the
-        window stays inside the recording where the recording is long enough.
+        window stays inside the recording where the recording is long enough. `fill="repeat"`
+        fills the chunk of a recording shorter than one chunk with the recording repeated end to
+        end instead (as a model trained on repeated crops expects: `Run.short_fill`).
         """
         r = self.chunk_recording[index]
         length = self._lengths[r]
         start, end = int(self.chunk_start[index]), int(self.chunk_end[index])
+        if fill == "repeat" and 0 < length < end - start:
+            return np.resize(np.array(self.audio[self._offsets[r] : self._offsets[r] + length]), end - start)
         if shift:
             start = int(np.clip(start + shift, 0, max(0, length - (end - start))))
             end = start + (self.chunk_end[index] - self.chunk_start[index])

@@ -42,7 +42,7 @@ def evaluate(run: str | Path, corpus: str | Path | None = None, split: str = "te
     with progress_bar(f"scoring {split}", total=len(indices), enabled=progress) as advance:
         for first in range(0, len(indices), step):
             block = indices[first : first + step]
-            scores.append(log_probs(loaded.model, np.stack([corpus.chunk_audio(int(i)) for i in block]), batch_size))
+            scores.append(log_probs(loaded.model, np.stack([corpus.chunk_audio(int(i), fill=loaded.short_fill) for i in block]), batch_size))
             advance(len(block))
     chunk_lp = np.concatenate(scores)
     truth = corpus.chunk_label[indices]

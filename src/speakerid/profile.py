@@ -74,7 +74,7 @@ def build_profile(run: Run, corpus: Corpus, batch_size: int = 64) -> Profile | N
         if len(own) == 0:
             return None
         picked = np.sort(rng.choice(own, min(len(own), CHUNKS_PER_SPEAKER), replace=False))
-        centroids.append(mean_embedding(embed_windows(run, np.stack([corpus.chunk_audio(int(i)) for i in picked]), batch_size)))
+        centroids.append(mean_embedding(embed_windows(run, np.stack([corpus.chunk_audio(int(i), fill=run.short_fill) for i in picked]), batch_size)))
     centroids = np.stack(centroids)
     held_out = corpus.split_indices("validation")
     if len(held_out) == 0:
@@ -82,7 +82,8 @@ def build_profile(run: Run, corpus: Corpus, batch_size: int = 64) -> Profile | N
     by_recording: dict[int, list[int]] = {}
     for i in held_out:
         by_recording.setdefault(int(corpus.chunk_recording[i]), []).append(int(i))
-    embedded = [embed_windows(run, np.stack([corpus.chunk_audio(i) for i in sorted(chunks, key=lambda c: corpus.chunk_start[c])]),
+    embedded = [embed_windows(run, np.stack([corpus.chunk_audio(i, fill=run.short_fill)
+                                       for i in sorted(chunks, key=lambda c: corpus.chunk_start[c])]),
                               batch_size) for chunks in by_recording.values()]
     thresholds: dict[int, float] = {}
     n = 1
