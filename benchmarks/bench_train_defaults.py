@@ -1,7 +1,7 @@
 """Do `speakerid train`'s defaults serve many speakers with a few seconds each, and still dsp20? (issue 12.3)
 
-As a new user would, through the command line (each contender is a set of `train` flags; none
-is the defaults):
+As a new user would, through the command line (each contender is a set of `prepare` and `train`
+flags; "defaults" gives none):
 
     so125   the 100 enrolled speakers of benchmarks/bench_adapt_recipe.py's split, 8 sentences
             each in a folder; `speakerid prepare` (defaults: per speaker 4 train, 2 validation,
@@ -37,7 +37,7 @@ from bench_adapt_recipe import CACHE as ADAPT_CACHE, DATA, PROTOCOLS, split
 CACHE = ADAPT_CACHE.parent / "train-defaults"
 SPEAKERID = [sys.executable, "-m", "speakerid"]
 
-# (`prepare` flags, `train` flags) of each contender; none is the defaults
+# (`prepare` flags, `train` flags) of each contender
 CONTENDERS = {
     "defaults": ([], []),
     # the defaults before issue 12: tails dropped; softmax head, whole chunks, no augmentation, 30 epochs, patience 10
