@@ -174,3 +174,14 @@ def test_bad_training_options_are_refused():
         TrainConfig(lr_schedule="step")
     with pytest.raises(RunError, match="margin"):
         TrainConfig(head="arcmargin", margin=2.0)
+
+
+def test_default_crops_follow_the_corpus_chunk():
+    from speakerid.training import crop_samples
+
+    assert TrainConfig().crop == "chunk"
+    assert crop_samples("chunk", 3.0, 16000) == (24000, 48000)
+    assert crop_samples("chunk", 10.0, 16000) == (80000, 160000)  # a 10-s corpus trains on 5-10 s, not 3
+    assert crop_samples((1.5, 2.0), 10.0, 16000) == (24000, 32000) and crop_samples(None, 3.0, 16000) is None
+    with pytest.raises(RunError, match="crop"):
+        TrainConfig(crop="half")

@@ -244,15 +244,15 @@ def _parse_options(pairs: list[str], flag: str = "--option") -> dict:
     return options
 
 
-def _parse_crop(text: str) -> tuple[float, float] | None:
-    """'off', one length '2' or a range '1.5-3' (seconds)."""
-    if text.strip().lower() == "off":
-        return None
+def _parse_crop(text: str) -> tuple[float, float] | str | None:
+    """'off', 'chunk', one length '2' or a range '1.5-3' (seconds)."""
+    if text.strip().lower() in ("off", "chunk"):
+        return None if text.strip().lower() == "off" else "chunk"
     try:
         low, _, high = text.partition("-")
         return float(low), float(high or low)
     except ValueError:
-        raise SpeakerIdError(f"--crop wants MIN-MAX seconds (e.g. 1.5-3), one length (e.g. 2) or off, got {text!r}") from None
+        raise SpeakerIdError(f"--crop wants MIN-MAX seconds (e.g. 1.5-3), one length (e.g. 2), chunk or off, got {text!r}") from None
 
 
 HEAD_HELP = "softmax (cross-entropy) or arcmargin (additive angular margin softmax)."
@@ -260,7 +260,7 @@ MARGIN_HELP = "arcmargin: the margin in radians."
 SCALE_HELP = "arcmargin: the scale of the cosine logits."
 MARGIN_WARMUP_HELP = "arcmargin: epochs over which the margin rises from 0."
 CROP_HELP = ("Random training crops: MIN-MAX seconds (a length per batch, e.g. 1.5-3), one length (2), "
-             "or off (whole chunks).")
+             "chunk (from half a chunk to a whole one: 1.5-3 s on 3-s chunks), or off (whole chunks).")
 CROP_SHORT_HELP = "A recording shorter than its crop: repeat it, or pad with silence."
 AUGMENT_HELP = "Augment the training audio (the standard set: noise, babble, reverberation, gain, speed, SpecAugment masks)."
 AUG_HELP = "One augmentation setting KEY=VALUE (repeatable), e.g. reverb=0.5 or noise_snr=[0,15]; see speakerid.augment.AugmentConfig."
@@ -306,7 +306,7 @@ def train(
     lr_schedule: str = typer.Option("constant", help="constant, or cosine (decays to 0 at the last epoch)."),
     warmup_epochs: float = typer.Option(0.0, help="Epochs over which the learning rate rises from 0."),
     weight_decay: float = typer.Option(0.0, help="AdamW weight decay."),
-    crop: str = typer.Option("1.5-3", help=CROP_HELP),
+    crop: str = typer.Option("chunk", help=CROP_HELP),
     crop_short: str = typer.Option("repeat", help=CROP_SHORT_HELP),
     augment: bool = typer.Option(False, "--augment/--no-augment", help=AUGMENT_HELP),
     aug: list[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help=AUG_HELP),

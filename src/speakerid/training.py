@@ -59,7 +59,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" | "cosine" (decays to 0 at the last epoch)
     warmup_epochs: float = 0.0  # epochs over which the learning rate rises linearly from 0
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    crop: tuple[float, float] | None = (1.5, 3.0)  # seconds: random crops of a length drawn per batch, anywhere in a recording; None: whole chunks
+    crop: tuple[float, float] | str | None = "chunk"  # random crops of a length drawn per batch, anywhere in a recording:
+    # (shortest, longest) seconds, "chunk" (from half the corpus's chunk to a whole one), or None (whole chunks)
     crop_short: str = "repeat"  # a recording shorter than its crop: "repeat" it or "pad" with silence
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -76,8 +77,9 @@ class TrainConfig:
                  ("lr_schedule", self.lr_schedule, self.lr_schedule in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
                  ("warmup_epochs", self.warmup_epochs, 0 <= self.warmup_epochs < math.inf, "0 or more epochs"),
                  ("weight_decay", self.weight_decay, 0 <= self.weight_decay < math.inf, "0 or more"),
-                 ("crop", self.crop, self.crop is None or (len(self.crop) == 2 and 0 < self.crop[0] <= self.crop[1] < math.inf),
-                  "a range of seconds [shortest, longest]"),
+                 ("crop", self.crop, self.crop is None or self.crop == "chunk" or (
+                     not isinstance(self.crop, str) and len(self.crop) == 2 and 0 < self.crop[0] <= self.crop[1] < math.inf),
+                  "a range of seconds [shortest, longest] or 'chunk'"),
                  ("crop_short", self.crop_short, self.crop_short in SHORT_POLICIES, f"one of {', '.join(SHORT_POLICIES)}")]
         for name, value, ok, rule in rules:
             if not ok:
@@ -96,7 +98,7 @@ class TrainConfig:
         values = asdict(self)
         values["features"] = self.features.to_dict()
         values["augment"] = self.augment.to_dict()
-        values["crop"] = None if self.crop is None else list(self.crop)
+        values["crop"] = self.crop if self.crop is None or isinstance(self.crop, str) else list(self.crop)
         return values
 
 
@@ -163,8 +165,8 @@ def train(
         raise RunError(f"{corpus.path} has no training chunks; prepare it with recordings long enough for one chunk")
     val_set = ChunkDataset(corpus, "validation")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
-    crop = None if config.crop is None else tuple(round(s * corpus.sample_rate) for s in config.crop)
-    batches = Batches(sampler, config.batch_size, crop, config.seed)
+    batches = Batches(sampler, config.batch_size, crop_samples(config.crop, corpus.config.chunk_seconds, corpus.sample_rate),
+                      config.seed)
     workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
     loader = DataLoader(train_set, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda")
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, sampler=list(range(rank, len(val_set), world)),
@@ -250,6 +252,12 @@ def train(
         dist.destroy_process_group()
     return TrainResult(out, best["epoch"], None if best["val_acc"] < 0 else best["val_acc"], len(history), history,
                        stopped_early, stopped_by_time)
+
+
+def crop_samples(crop: tuple[float, float] | str | None, chunk_seconds: float, sample_rate: int) -> tuple[int, int] | None:
+    """A TrainConfig's `crop` as (shortest, longest) samples: "chunk" is half a chunk to a whole one."""
+    seconds = (chunk_seconds / 2, chunk_seconds) if crop == "chunk" else crop
+    return None if seconds is None else tuple(round(s * sample_rate) for s in seconds)
 
 
 def _follow_schedules(config: TrainConfig, optimizer: torch.optim.Optimizer, model: SpeakerModel, step: int,
