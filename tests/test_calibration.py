@@ -148,6 +148,31 @@ def test_fusion_finds_the_weight_where_two_encoders_are_right_together():
     assert nontarget.mean() == pytest.approx(trials.nontarget()[:, 0].mean(), abs=1e-6)
 
 
+def test_weights_are_equal_when_the_enrolled_side_is_the_enrollment_audio():
+    # Encoder "b" separates these trials far better than "a": fitted on new recordings, the
+    # weight goes to it; on the enrollment recordings themselves (cross-validation, the sessions
+    # an adapted encoder trained on) the weights stay equal.
+    rng = np.random.default_rng(1)
+    speakers, per = 20, 10
+    truth = np.repeat(np.arange(speakers), per)
+
+    def cosines(n: int, own: np.ndarray | None, spread: float) -> np.ndarray:
+        scores = rng.normal(0.2, spread, size=(n, speakers))
+        if own is not None:
+            scores[np.arange(n), own] += 0.3
+        return scores
+
+    enrolled = np.stack([cosines(len(truth), truth, 0.5), cosines(len(truth), truth, 0.1)], axis=-1)
+    strangers = np.stack([cosines(100, None, 0.5), cosines(100, None, 0.1)], axis=-1)
+    seconds_e, seconds_u = np.full(len(truth), 4.0), np.full(100, 4.0)
+    new = Trials(["a", "b"], [str(i) for i in range(speakers)], enrolled, truth, strangers, seconds_e, seconds_u)
+    fitted, report = fit_scoring(new)
+    assert fitted.fusion.weights[0] <= 0.35 and report["weights_by"].startswith("pairwise EER")
+    own = Trials(["a", "b"], new.speakers, enrolled, truth, strangers, seconds_e, seconds_u, from_enrollment=True)
+    equal, report = fit_scoring(own)
+    assert equal.fusion.weights == pytest.approx((0.5, 0.5)) and report["weights_by"].startswith("equal")
+
+
 # ---------------------------------------------------------------- calibrate with GE2E
 
 

@@ -158,7 +158,8 @@ def _adapt(voices, work: Path, config, progress: bool) -> AdaptResult:
         names = sorted(by_speaker)
         lengths = {r["id"]: r["seconds"] for r in recordings}
         enrolled, truth, seconds, _ = cross_validation_trials(names, by_speaker, [base_vectors, vectors], held_out, lengths)
-        trials = Trials.simulating_strangers([base.name, encoder.name], names, enrolled, np.asarray(truth), seconds)
+        trials = Trials.simulating_strangers([base.name, encoder.name], names, enrolled, np.asarray(truth), seconds,
+                                             from_enrollment=True)
         scoring, report = fit_scoring(trials, source="adapt (uncalibrated)")
         report.pop("curve")
         config_record = {**run_config, "held_out": sorted(held_out), "trained_speakers": len(trained),

@@ -115,15 +115,17 @@ class Trials:
     nobody enrolled. When there are none, `simulated` strangers are enrolled recordings scored
     with their own speaker's column left out (`excluded` (U, S) marks it): a stranger as the
     other speakers see it. Trials are whole recordings and clips of them, of known lengths.
+    `from_enrollment`: the enrolled trials are the registry's own enrollment recordings held out
+    by cross-validation (from the sessions an adapted encoder trained on), not new recordings.
     """
 
     @classmethod
     def simulating_strangers(cls, encoders: list[str], speakers: list[str], enrolled: np.ndarray, truth: np.ndarray,
-                             seconds: np.ndarray) -> "Trials":
+                             seconds: np.ndarray, from_enrollment: bool = False) -> "Trials":
         """Trials whose strangers are the enrolled trials without their own speaker."""
         excluded = np.zeros(enrolled.shape[:2], dtype=bool)
         excluded[np.arange(len(truth)), truth] = True
-        return cls(encoders, speakers, enrolled, truth, enrolled, seconds, seconds, excluded)
+        return cls(encoders, speakers, enrolled, truth, enrolled, seconds, seconds, excluded, from_enrollment)
 
     encoders: list[str]
     speakers: list[str]
@@ -133,6 +135,7 @@ class Trials:
     enrolled_seconds: np.ndarray  # (T,) length of each enrolled trial's audio
     stranger_seconds: np.ndarray  # (U,)
     excluded: np.ndarray | None = None
+    from_enrollment: bool = False
 
     @property
     def simulated(self) -> bool:
@@ -224,20 +227,28 @@ def _length_line(fit, seconds: np.ndarray, positive: np.ndarray, negative: np.nd
     return [(round(low, 3), line(low)), (round(high, 3), line(high))] if slope else [(round(typical, 3), line(typical))]
 
 
-def _fusion_weights(trials: Trials, nontarget: np.ndarray) -> list[float]:
-    """The encoders' weights: for two, the base encoder's weight on WEIGHT_GRID with the lowest
-    pairwise EER of the fused scores, ties going to the weight nearer 0.5.
+def _fusion_weights(trials: Trials, nontarget: np.ndarray) -> tuple[list[float], str]:
+    """The encoders' weights and how they were chosen.
 
-    The pairwise EER scores every trial against every reference, hundreds of times the trials the
-    open-set decision rests on, so a handful of calibration strangers cannot swing it: choosing
-    the weight by the open-set accuracy itself gave all the weight to the adapted encoder on
-    dsp20's three calibration strangers, and let in 23 % of the test strangers
-    (docs/benchmarks.md, "Open-set identification").
+    For two encoders scored on new recordings of the enrolled speakers, the base encoder's weight
+    on WEIGHT_GRID with the lowest pairwise EER of the fused scores, ties going to the weight
+    nearer 0.5. The pairwise EER scores every trial against every reference, hundreds of times
+    the trials the open-set decision rests on, so a handful of calibration strangers cannot swing
+    it: choosing the weight by the open-set accuracy itself gave all the weight to the adapted
+    encoder on dsp20's three calibration strangers, and let in 23 % of the test strangers.
+
+    When the enrolled trials are the registry's own enrollment recordings (`from_enrollment`),
+    the weights are equal: those recordings come from the sessions the adapted encoder trained
+    on, so they flatter it (on dsp20 its calibration EER was 0.8 % against 2.7 % on new takes)
+    and a weight fitted there gave it 0.85 and doubled the fused EER on new recordings
+    (docs/benchmarks.md, "The fusion weight").
     """
     from speakerid.scoring import Fusion
 
     if len(trials.encoders) == 1:
-        return [1.0]
+        return [1.0], "one encoder"
+    if trials.from_enrollment:
+        return [1 / len(trials.encoders)] * len(trials.encoders), "equal (enrolled side from the enrollment recordings)"
     own, scored = trials.own(), trials.stranger_columns()
     best = None
     for w in WEIGHT_GRID:
@@ -247,7 +258,7 @@ def _fusion_weights(trials: Trials, nontarget: np.ndarray) -> list[float]:
         key = (-rate, -abs(w - 0.5))
         if best is None or key > best[0]:
             best = (key, float(w))
-    return [best[1], 1 - best[1]]
+    return [best[1], 1 - best[1]], "pairwise EER on held-out recordings"
 
 
 def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibrated",
@@ -255,7 +266,8 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
     """The fusion weights, statistics and thresholds that serve `trials` best, and what they achieve.
 
     With two encoders the weight of the base encoder is chosen on a grid (0, 0.05, ..., 1) by the
-    pairwise EER of the fused scores (`_fusion_weights`); then the weight of the best speaker's lead
+    pairwise EER of the fused scores, or equal when the enrolled side is the enrollment audio
+    itself (`_fusion_weights`); then the weight of the best speaker's lead
     over the second (`Scoring.gap`, on GAP_GRID) by the balanced open-set accuracy it reaches. Scores fall as audio gets shorter, so a
     threshold is a line in log(seconds) (`_length_line`), its slope chosen with its level on all
     trials at once: identification at the operating point (`operating_point`), verification at
@@ -267,7 +279,8 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
     if len(trials.enrolled) == 0 or len(trials.strangers) == 0:
         raise CorpusError("calibration needs recordings of enrolled speakers and of strangers to score")
     nontarget = trials.nontarget()
-    fusion = Fusion.fit(trials.encoders, _fusion_weights(trials, nontarget), nontarget)
+    weights, weights_by = _fusion_weights(trials, nontarget)
+    fusion = Fusion.fit(trials.encoders, weights, nontarget)
     fused_enrolled = fusion.fuse(trials.enrolled)
     fused_strangers = np.where(trials.stranger_columns(), fusion.fuse(trials.strangers), -np.inf)
     best = None
@@ -326,7 +339,7 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         "speakers": len(trials.speakers), "by_length": groups,
         "eer": equal_rate, "eer_threshold": equal_threshold, "min_dcf": cost, "min_dcf_threshold": cost_threshold,
         "encoder_eer": {e: eer(trials.enrolled[own][:, k], nontarget[:, k])[0] for k, e in enumerate(trials.encoders)},
-        "weights": dict(zip(trials.encoders, fusion.weights)), "gap": gap,
+        "weights": dict(zip(trials.encoders, fusion.weights)), "weights_by": weights_by, "gap": gap,
         "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     scoring = Scoring(fusion, identify_points, verify_points, source, report, gap)
@@ -440,14 +453,16 @@ def gather_trials(voices, data_dir: Path, progress: bool = True) -> tuple[Trials
         else:
             enrolled_side = "cross-validation"
             enrolled, truth, enrolled_seconds, skipped = _registry_trials(voices, names, failed)
+    from_enrollment = not held_out
     if len(enrolled) == 0:
         raise CorpusError(f"{data_dir}: no recording of an enrolled speaker could be scored")
     encoders = [e.name for e in voices.encoders]
     truth = np.asarray(truth)
     if len(strangers):
-        trials = Trials(encoders, names, enrolled, truth, strangers, enrolled_seconds, stranger_seconds)
+        trials = Trials(encoders, names, enrolled, truth, strangers, enrolled_seconds, stranger_seconds,
+                        from_enrollment=from_enrollment)
     else:
-        trials = Trials.simulating_strangers(encoders, names, enrolled, truth, enrolled_seconds)
+        trials = Trials.simulating_strangers(encoders, names, enrolled, truth, enrolled_seconds, from_enrollment)
     return trials, enrolled_side, skipped, failed
 
 
