@@ -40,8 +40,8 @@ SYSTEMS = ("speakerid", "ge2e only", "baseline")
 
 
 def registry_for(enrollment: dict[str, list[Path]], calibration: list[str], tag: str, adapted: bool):
-    """A registry with the enrolled speakers (adapted to them with `adapt` when `adapted`), calibrated
-    on the `calibration` speakers' sentences (cached in benchmarks/.cache)."""
+    """A registry with the enrolled speakers (adapted to them with `adapt` when `adapted`; cached in
+    benchmarks/.cache), calibrated on the `calibration` speakers' sentences by this run's code."""
     from speakerid.adapt import adapt
     from speakerid.calibration import calibrate
     from speakerid.voices import VoiceRegistry
@@ -54,14 +54,14 @@ def registry_for(enrollment: dict[str, list[Path]], calibration: list[str], tag:
             voices.enroll(speaker, files)
     if adapted and len(voices.encoders) == 1:
         adapt(path, progress=False)
-    if voices.scoring.identify is None or voices.scoring.source != "calibrated":
-        folder = CACHE / f"calibration-{tag}"  # the strangers' sentences, as a folder of speaker folders
-        shutil.rmtree(folder, ignore_errors=True)  # exactly these strangers, never a meeting's speaker
-        for speaker in calibration:
-            (folder / speaker).mkdir(parents=True, exist_ok=True)
-            for sentence in sorted((DATA / speaker).glob("*.flac")):
-                (folder / speaker / sentence.name).symlink_to(sentence)
-        calibrate(path, folder, progress=False)
+    voices.close()
+    folder = CACHE / f"calibration-{tag}"  # the strangers' sentences, as a folder of speaker folders
+    shutil.rmtree(folder, ignore_errors=True)  # exactly these strangers, never a meeting's speaker
+    for speaker in calibration:
+        (folder / speaker).mkdir(parents=True, exist_ok=True)
+        for sentence in sorted((DATA / speaker).glob("*.flac")):
+            (folder / speaker / sentence.name).symlink_to(sentence)
+    calibrate(path, folder, progress=False)
     return VoiceRegistry(path)
 
 

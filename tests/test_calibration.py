@@ -281,6 +281,15 @@ def test_the_lead_over_the_second_speaker_tells_strangers_apart_when_it_helps():
     assert fitted.gap > 0 and report["gap"] == fitted.gap
     assert min(report["named_right"], report["strangers_rejected"]) > 0.8
 
+    # diarization names clusters by the best score alone, at thresholds fitted for it: they sit
+    # lower than those for the best score plus its lead, and survive the registry's JSON
+    clusters = Scoring.from_dict(json.loads(json.dumps(fitted.to_dict()))).for_clusters()
+    assert clusters.gap == 0 and clusters.identify == fitted.cluster and clusters.fusion == fitted.fusion
+    assert clusters.decision("identify", seconds=4.0).value < fitted.decision("identify", seconds=4.0).value
+    plain, _ = fit_scoring(trials, gaps=(0.0,))
+    assert plain.cluster is None and plain.for_clusters() is plain
+    assert clusters.decision("identify", seconds=4.0).value == pytest.approx(plain.decision("identify", seconds=4.0).value)
+
 
 def test_thresholds_stay_flat_where_only_one_side_was_measured():
     # enrolled trials of 1.5-15 s; strangers of 1.5-15 s and, beyond, long recordings of 33 s that

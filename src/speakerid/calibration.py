@@ -271,8 +271,10 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
     over the second (`Scoring.gap`, on GAP_GRID) by the balanced open-set accuracy it reaches. Scores fall as audio gets shorter, so a
     threshold is a line in log(seconds) (`_length_line`), its slope chosen with its level on all
     trials at once: identification at the operating point (`operating_point`), verification at
-    the pairwise EER (or the pairwise false-accept rate `far`). The report breaks the result down
-    by groups of trials of similar length (`duration_groups`).
+    the pairwise EER (or the pairwise false-accept rate `far`). When the lead weighs, a second
+    identification line is fitted for the best score alone (`Scoring.cluster`: diarization names
+    clusters with it). The report breaks the result down by groups of trials of similar length
+    (`duration_groups`).
     """
     from speakerid.scoring import Fusion, Scoring
 
@@ -283,26 +285,34 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
     fusion = Fusion.fit(trials.encoders, weights, nontarget)
     fused_enrolled = fusion.fuse(trials.enrolled)
     fused_strangers = np.where(trials.stranger_columns(), fusion.fuse(trials.strangers), -np.inf)
-    best = None
-    for gap in gaps if len(trials.speakers) > 1 else (0.0,):
+
+    def identified(gap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(enrolled trials' identification scores, whether their best speaker is right, strangers' scores)
+        with lead weight `gap`: `open_set_curve`'s arguments."""
         rule = Scoring(fusion, None, None, source, {}, gap)
         choice, best_enrolled = rule.identification(fused_enrolled)
-        best_stranger = rule.identification(fused_strangers)[1]
-        right = choice == trials.truth
-        curve = open_set_curve(best_enrolled, right, best_stranger)
+        return best_enrolled, choice == trials.truth, rule.identification(fused_strangers)[1]
+
+    best = None
+    for gap in gaps if len(trials.speakers) > 1 else (0.0,):
+        curve = open_set_curve(*identified(gap))
         i = operating_point(*curve, None)
         key = (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i], -gap)
         if best is None or key > best[0]:
-            best = (key, gap, right, best_enrolled, best_stranger)
-    _, gap, right, best_enrolled, best_stranger = best
+            best = (key, gap)
+    gap = best[1]
+    best_enrolled, right, best_stranger = identified(gap)
     own, scored = trials.own(), trials.stranger_columns()
     n_e = len(trials.truth)
     all_seconds = np.concatenate([trials.enrolled_seconds, trials.stranger_seconds])
 
-    def identify_fit(shift: np.ndarray) -> tuple[tuple, float]:
-        curve = open_set_curve(best_enrolled - shift[:n_e], right, best_stranger - shift[n_e:])
-        i = operating_point(*curve, far)
-        return (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i]), float(curve[0][i])
+    def identify_line(best_enrolled: np.ndarray, right: np.ndarray, best_stranger: np.ndarray) -> list[tuple[float, float]]:
+        def fit(shift: np.ndarray) -> tuple[tuple, float]:
+            curve = open_set_curve(best_enrolled - shift[:n_e], right, best_stranger - shift[n_e:])
+            i = operating_point(*curve, far)
+            return (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i]), float(curve[0][i])
+
+        return _length_line(fit, all_seconds, trials.enrolled_seconds, trials.stranger_seconds)
 
     targets = fused_enrolled[own]
     nontarget_e, nontarget_u = fused_enrolled[~own], fused_strangers[scored]
@@ -318,10 +328,12 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         threshold, _, miss = threshold_at_far(t, n, far)
         return (-miss,), threshold
 
-    identify_points = _length_line(identify_fit, all_seconds, trials.enrolled_seconds, trials.stranger_seconds)
+    identify_points = identify_line(best_enrolled, right, best_stranger)
+    # diarization names clusters by the best score alone (Scoring.for_clusters)
+    cluster_points = None if gap == 0 else identify_line(*identified(0.0))
     verify_points = _length_line(verify_fit, np.concatenate([target_seconds, nontarget_seconds]), target_seconds,
                                  nontarget_seconds)
-    scoring = Scoring(fusion, identify_points, verify_points, source, {}, gap)
+    scoring = Scoring(fusion, identify_points, verify_points, source, {}, gap, cluster_points)
     at_e = np.array([scoring.decision("identify", seconds=d).value for d in trials.enrolled_seconds])
     at_u = np.array([scoring.decision("identify", seconds=d).value for d in trials.stranger_seconds])
     named, rejected = right & (best_enrolled >= at_e), best_stranger < at_u
@@ -342,7 +354,7 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         "weights": dict(zip(trials.encoders, fusion.weights)), "weights_by": weights_by, "gap": gap,
         "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    scoring = Scoring(fusion, identify_points, verify_points, source, report, gap)
+    scoring = Scoring(fusion, identify_points, verify_points, source, report, gap, cluster_points)
     return scoring, {**report, "curve": {"targets": targets, "nontargets": np.concatenate([nontarget_e, nontarget_u])}}
 
 

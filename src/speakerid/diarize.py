@@ -104,6 +104,7 @@ def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None) -
         cosines, scoring = scores.cosines, scores.scoring
     else:
         cosines, scoring = np.zeros((count, len(names), len(encoders)), np.float32), voices.scoring
+    scoring = scoring.for_clusters()
     weights = np.asarray(scoring.fusion.weights) if len(scoring.fusion.weights) == len(encoders) else np.ones(len(encoders))
     weights = weights / weights.sum()
     # the cosine of two such rows is the weighted sum of the encoders' cosines

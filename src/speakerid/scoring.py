@@ -22,12 +22,14 @@ Identification (is this voice one of the N enrolled?) and verification (do two r
 speaker?) have thresholds of their own: a stranger is compared with every enrolled speaker and
 keeps the best score, so identification needs a higher bar than one pairwise comparison. The
 identification score also weighs how far the best speaker leads the second (`Scoring.gap`,
-fitted by calibrate): a stranger often sits between two enrolled voices.
+fitted by calibrate): a stranger often sits between two enrolled voices. Diarization names its
+clusters without that lead (`Scoring.for_clusters`): in a meeting, a cluster's second-best speaker
+is often another participant whose words leaked into it, so the lead means less than calibration measured.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -116,18 +118,30 @@ class Scoring:
     source: str  # CALIBRATED or ADAPT
     details: dict  # what the thresholds were measured on (for reports and /health)
     gap: float = 0.0  # weight of the lead over the second-best speaker in the identification score
+    cluster: Points | None = None  # identification thresholds for the best score alone (no lead), when gap > 0
 
     def to_dict(self) -> dict:
         return {"encoders": list(self.fusion.encoders), "fusion": self.fusion.to_dict(),
                 "identify": self.identify and [list(p) for p in self.identify],
-                "verify": self.verify and [list(p) for p in self.verify], "gap": self.gap, "source": self.source,
+                "verify": self.verify and [list(p) for p in self.verify], "gap": self.gap,
+                "cluster": self.cluster and [list(p) for p in self.cluster], "source": self.source,
                 "details": self.details}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Scoring":
         points = lambda v: None if v is None else [tuple(p) for p in v]
         return cls(Fusion.from_dict(values["fusion"]), points(values.get("identify")), points(values.get("verify")),
-                   values["source"], values.get("details", {}), values.get("gap", 0.0))
+                   values["source"], values.get("details", {}), values.get("gap", 0.0), points(values.get("cluster")))
+
+    def for_clusters(self) -> "Scoring":
+        """The scoring diarization names a cluster of windows with: the best fused score alone, at
+        the thresholds calibrate fitted for it (`cluster`). A cluster's lead over the second-best
+        speaker is not what calibration measured on whole recordings: the second best is often
+        another participant of the meeting whose words leaked into the cluster (docs/benchmarks.md,
+        "Diarization"). A scoring stored before these thresholds existed is used as it is."""
+        if self.gap == 0 or self.cluster is None:
+            return self
+        return replace(self, identify=self.cluster, gap=0.0, cluster=None)
 
     def identification(self, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(best speaker, identification score) per row of fused scores (n, speakers).
