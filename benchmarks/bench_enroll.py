@@ -14,7 +14,8 @@ thresholds by length at the balanced point) on the same calibration trials, thos
 gathers (`speakerid.calibration.gather_trials`), with its own encoders only.
 Reported: closed-set top-1 among the enrolled, open-set accuracy at the calibrated threshold
 (enrolled trials named right / test strangers rejected), pairwise EER on the test trials; the
-time `adapt` took, and where the errors fall (speakers, sentence length, voice pitch).
+time `adapt` took, where the errors fall (speakers, sentence length, voice pitch), and the pairwise
+EER of the fused scores for each GE2E weight, on the calibration trials and on the test trials.
 
     python benchmarks/bench_enroll.py                 # both data sets
     python benchmarks/bench_enroll.py --data so125 --minutes 5
@@ -146,7 +147,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     for label, (keep, gaps) in contenders.items():
         t = calibration_trials
         calibration = Trials([encoders[k] for k in keep], names, t.enrolled[..., keep], t.truth, t.strangers[..., keep],
-                             t.enrolled_seconds, t.stranger_seconds)
+                             t.enrolled_seconds, t.stranger_seconds, from_enrollment=t.from_enrollment)
         scoring, _ = fit_scoring(calibration, gaps=gaps)
         fused_enrolled = scoring.fusion.fuse(test_enrolled[..., keep])
         fused_strangers = scoring.fusion.fuse(test_strangers[..., keep])
@@ -162,6 +163,25 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
         print(f"| {label} | {weights} | {scoring.gap:g} | {right.mean():.1%} | {named.mean():.1%} | {rejected.mean():.1%} "
               f"| {rate:.2%} |")
         answers[label] = (named, rejected, fused_strangers.argmax(axis=1))
+
+    # the fusion weight: what the calibration trials say against what the test trials say
+    from speakerid.scoring import Fusion
+
+    t = calibration_trials
+    own_c, nontarget_c = t.own(), t.nontarget()
+    print("\nfusion weight of the base encoder (GE2E): pairwise EER of the fused scores on the calibration trials "
+          "(enrollment audio held out by adapt, strangers) and on the test trials")
+    print("\n| GE2E weight | calibration EER | test EER |")
+    print("|---:|---:|---:|")
+    for w in np.round(np.linspace(0, 1, 11), 1):
+        fusion = Fusion.fit(encoders, [w, 1 - w], nontarget_c)
+        fe, fu = fusion.fuse(t.enrolled), fusion.fuse(t.strangers)[t.stranger_columns()]
+        calibration_eer, _ = eer(fe[own_c], np.concatenate([fe[~own_c], fu]))
+        te = fusion.fuse(test_enrolled)
+        own = np.zeros(te.shape, bool)
+        own[np.arange(len(test_truth)), test_truth] = True
+        test_eer, _ = eer(te[own], np.concatenate([te[~own], fusion.fuse(test_strangers).ravel()]))
+        print(f"| {w:.1f} | {calibration_eer:.2%} | {test_eer:.2%} |")
 
     # where the fused system errs
     named, rejected, closest = answers["fused"]
