@@ -248,7 +248,7 @@ def _fusion_weights(trials: Trials, nontarget: np.ndarray) -> tuple[list[float],
     if len(trials.encoders) == 1:
         return [1.0], "one encoder"
     if trials.from_enrollment:
-        return [1 / len(trials.encoders)] * len(trials.encoders), "equal (enrolled side from the enrollment recordings)"
+        return [1 / len(trials.encoders)] * len(trials.encoders), "equal: the enrolled side is the enrollment audio"
     own, scored = trials.own(), trials.stranger_columns()
     best = None
     for w in WEIGHT_GRID:
@@ -258,7 +258,7 @@ def _fusion_weights(trials: Trials, nontarget: np.ndarray) -> tuple[list[float],
         key = (-rate, -abs(w - 0.5))
         if best is None or key > best[0]:
             best = (key, float(w))
-    return [best[1], 1 - best[1]], "pairwise EER on held-out recordings"
+    return [best[1], 1 - best[1]], "pairwise EER on new recordings of enrolled speakers"
 
 
 def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibrated",
