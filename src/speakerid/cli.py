@@ -669,7 +669,7 @@ def calibrate(
     strangers = "simulated strangers (each enrolled trial without its own speaker)" if r["strangers_simulated"] else "strangers"
     weights = ", ".join(f"{e} {w:.2f}" for e, w in r["weights"].items()) + f" ({r['weights_by']})"
     typer.echo(f"{r['speakers']} enrolled speakers ({result.enrolled_side}): {r['enrolled_trials']} enrolled and "
-               f"{r['stranger_trials']} {strangers} trials, whole recordings and clips; weights: {weights}; "
+               f"{r['stranger_trials']} trials of {strangers}, whole recordings and clips; weights: {weights}; "
                f"weight of the lead over the second speaker: {r['gap']:g}")
     print_table(f"thresholds by length ({r['operating_point']})",
                 ["length", "enrolled trials", "named right", "stranger trials", "rejected", "identify", "verify"],
