@@ -778,7 +778,8 @@ def diarize(
     for result in report.recordings:
         source = f"threshold {result.threshold:.3f}, {result.threshold_source}" if result.threshold is not None else "no threshold"
         print_table(f"{result.file}: {result.seconds:.1f} s, {result.speech_seconds:.1f} s of speech, "
-                    f"{len(result.speakers)} speakers ({source})", ["start", "end", "speaker", "score"],
+                    f"{len(result.speakers)} speaker{'' if len(result.speakers) == 1 else 's'} ({source})",
+                    ["start", "end", "speaker", "score"],
                     [[f"{t.start:.2f}", f"{t.end:.2f}", t.speaker, f"{t.score:.2f}"] for t in result.turns])
         for note in result.notes:
             typer.secho(f"note: {result.file}: {note}", err=True)
