@@ -226,7 +226,8 @@ def test_calibrate_cross_validates_the_enrolled_side_and_stores_thresholds_by_le
     assert stored["identify"] == [list(p) for p in result.scoring.identify]
     assert stored["verify"] == [list(p) for p in result.scoring.verify]
     assert stored["encoders"] == result.encoders and stored["source"] == "calibrated"
-    json.dumps(result.to_dict())
+    assert stored["cluster"] == (None if result.scoring.gap == 0 else [list(p) for p in result.scoring.cluster])
+    assert json.loads(json.dumps(result.to_dict()))["cluster_thresholds"] == stored["cluster"]
     # the thresholds are a line in log(seconds) over the trials' lengths (1.5 to 6 s): shorter audio scores
     # lower, so its threshold is lower
     (short, low), (long, high) = result.scoring.identify

@@ -380,6 +380,7 @@ class CalibrationResult:
     def to_dict(self) -> dict:
         return {"registry": self.registry, "data": self.data, "encoders": self.encoders, "enrolled_side": self.enrolled_side,
                 "identify_thresholds": self.scoring.identify, "verify_thresholds": self.scoring.verify,
+                "cluster_thresholds": self.scoring.cluster,
                 "fusion": self.scoring.fusion.to_dict(), **self.report, "plot": self.plot, "stored": self.stored,
                 "skipped": [{"speaker": s, "reason": r} for s, r in self.skipped],
                 "failed": [{"file": f, "reason": r} for f, r in self.failed]}
