@@ -11,29 +11,79 @@ meeting diarized again under each rule:
                   "lead"    (the identification score and thresholds identify uses)
 
 A GE2E-only registry has one encoder: only the cluster rule applies. Prints DER and named error
-(no collar), summed over the meetings.
+(no collar), summed over the meetings. `--clusters` also prints every cluster the rule names:
+its true speaker (by overlap with the reference; * enrolled), purity, seconds of speech, best and
+second-best enrolled speaker's fused score, the score the rule judges and the threshold it meets.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_naming_rules.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_naming_rules.py --clusters
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench_diarize import CACHE, DATA
 from speakerid.calibration import fit_scoring, gather_trials
 from speakerid.der import DerResult, diarization_error, named_error
-from speakerid.diarize import diarize_audio
+from speakerid import diarize as diarize_module
+from speakerid.diarize import _covered, diarize_audio
 from speakerid.meetings import build_meeting, plan_meetings
 from speakerid.voices import VoiceRegistry
 
 
+def spy_on_clusters(found: list[dict]):
+    """Wrap diarize's cluster naming so that each named cluster's scores land in `found`."""
+    name_clusters = diarize_module._name_clusters
+
+    def spying(scored, clusters, spans, config):
+        for c in np.unique(clusters):
+            rows = np.flatnonzero(clusters == c)
+            if len(rows) < config.min_cluster_windows or not scored.names:
+                continue
+            group = np.ravel(scored.group_scores(rows))
+            order = np.argsort(-group)
+            judged = float(scored.scoring.identification(group[None])[1][0])
+            seconds = _covered([spans[i] for i in rows])
+            found.append({"spans": [spans[i] for i in rows], "seconds": seconds, "name": scored.names[order[0]],
+                          "best": float(group[order[0]]), "second": float(group[order[1]]) if len(order) > 1 else None,
+                          "judged": judged, "threshold": scored.decision(seconds).value})
+        return name_clusters(scored, clusters, spans, config)
+
+    diarize_module._name_clusters = spying
+
+
+def print_clusters(meeting, found: list[dict], enrolled: set[str]) -> None:
+    for c in found:
+        overlap: dict[str, float] = {}
+        for start, end in c["spans"]:
+            for turn in meeting.turns:
+                seconds = min(end, turn.end) - max(start, turn.start)
+                if seconds > 0:
+                    overlap[turn.speaker] = overlap.get(turn.speaker, 0.0) + seconds
+        true = max(overlap, key=overlap.get) if overlap else "-"
+        purity = overlap.get(true, 0.0) / max(sum(overlap.values()), 1e-9)
+        second = "-" if c["second"] is None else f"{c['second']:.3f}"
+        verdict = "named" if c["threshold"] is None or c["judged"] >= c["threshold"] else "unknown"
+        print(f"    {meeting.name} true {true}{'*' if true in enrolled else ' '} purity {purity:.2f} {c['seconds']:5.1f} s "
+              f"best {c['name']} {c['best']:.3f} second {second} judged {c['judged']:.3f} "
+              f"threshold {c['threshold'] if c['threshold'] is None else round(c['threshold'], 3)} {verdict}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clusters", action="store_true", help="print every named cluster's scores")
+    args = parser.parse_args()
+    found: list[dict] = []
+    if args.clusters:
+        spy_on_clusters(found)
     torch.set_num_threads(1)
     enrollment, plans = plan_meetings(DATA, 12, seed=0)
     meetings = [build_meeting(plan) for plan in plans]
@@ -59,7 +109,10 @@ def main() -> None:
                     voices = VoiceRegistry(path, create=False)
                     der, named = DerResult(0, 0, 0, 0), DerResult(0, 0, 0, 0)
                     for meeting in meetings:
+                        found.clear()
                         turns = diarize_audio(voices, meeting.audio).turns
+                        if args.clusters:
+                            print_clusters(meeting, found, set(enrollment))
                         der += diarization_error(meeting.turns, turns)
                         named += named_error(meeting.turns, turns, set(enrollment))
                     weights = " + ".join(f"{w:.2f}" for w in scoring.fusion.weights)

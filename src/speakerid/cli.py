@@ -608,7 +608,7 @@ def adapt(
     epochs: Optional[int] = typer.Option(None, min=1, help="Most training epochs (default: the recipe's)."),
     seed: int = typer.Option(0, help="Seed of the held-out split, initialisation and augmentation."),
     model: Optional[str] = typer.Option(None, help="Model family to train: cnn, tdnn (ECAPA-style: lower EER, "
-                                                   "2-5x the training time) or lstm. [recipe: cnn]"),
+                                                   "several times the training time) or lstm. [recipe: cnn]"),
     head: Optional[str] = typer.Option(None, help=HEAD_HELP + " [recipe: softmax]"),
     margin: Optional[float] = typer.Option(None, help=MARGIN_HELP + " [0.2]"),
     scale: Optional[float] = typer.Option(None, help=SCALE_HELP + " [32]"),
