@@ -213,14 +213,18 @@ def test_calibrate_cross_validates_the_enrolled_side_and_stores_thresholds_by_le
     assert result.enrolled_side == "cross-validation" and result.stored
     # every 6-s take gives 5 trials: itself, two 1.5-s and two 3-s clips; each enrolled take is held out once;
     # a clip with too little speech for GE2E is reported, not scored
-    assert report["enrolled_trials"] + report["stranger_trials"] + len(result.failed) == (4 + 3) * 4 * 5
+    real_strangers = report["stranger_trials"] - report["simulated_stranger_trials"]
+    assert report["enrolled_trials"] + real_strangers + len(result.failed) == (4 + 3) * 4 * 5
     assert all("+1.5 s]" in clip and "speech" in why for clip, why in result.failed)
-    assert report["speakers"] == 4 and not report["strangers_simulated"]
+    # every enrolled trial is also a stranger to the other speakers, beside the real strangers
+    assert report["speakers"] == 4 and report["simulated_stranger_trials"] == report["enrolled_trials"] > 0
     assert report["named_right"] >= 0.6 and report["strangers_rejected"] >= 0.6  # 1.5-s clips of 4 voices included
-    # one length group: once the 1.5-s clips without enough speech are left out, 19 stranger clips of
-    # 1.5 s remain, under the 20 a group needs; they join the 3-s clips and the whole 6-s takes
-    assert [(g["seconds"], g["enrolled_trials"], g["stranger_trials"]) for g in report["by_length"]] == [
-        (3.0, report["enrolled_trials"], report["stranger_trials"])]
+    # two length groups: the 1.5-s clips, then the 3-s clips with the whole 6-s takes (too few to stand
+    # alone); between them, every trial
+    groups = report["by_length"]
+    assert [g["seconds"] for g in groups] == [1.5, 3.0]
+    assert sum(g["enrolled_trials"] for g in groups) == report["enrolled_trials"]
+    assert sum(g["stranger_trials"] for g in groups) == report["stranger_trials"]
     assert (tmp_path / "calibration.png").stat().st_size > 20_000 and result.plot == str(tmp_path / "calibration.png")
     stored = Registry(path).scoring
     assert stored["identify"] == [list(p) for p in result.scoring.identify]
@@ -330,7 +334,7 @@ def test_calibrate_without_strangers_or_new_recordings_cross_validates_and_simul
     already = link_speakers(path.parent / "enroll", path.parent / "only-enrolled", speakers[:2])
     result = calibrate(path, already, store=False, progress=False)
     report = result.report
-    assert result.enrolled_side == "cross-validation" and report["strangers_simulated"]
+    assert result.enrolled_side == "cross-validation" and report["simulated_stranger_trials"] == report["stranger_trials"]
     # each of the 16 enrolled takes (and its 4 clips) is held out once, and doubles as a stranger to the other speakers
     assert report["enrolled_trials"] == report["stranger_trials"] == 16 * 5 - len(result.failed)
     assert report["named_right"] >= 0.7 and report["strangers_rejected"] >= 0.7

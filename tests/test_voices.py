@@ -81,8 +81,9 @@ def test_calibrate_uses_held_out_takes_and_strangers(open_set):
     # enrolled already (as take02), and a file already enrolled is no held-out trial. Each 8-s take gives 5
     # trials (itself, two 1.5-s and two 3-s clips); clips with too little speech are reported, not scored.
     assert (report["enrolled_trials"], report["speakers"]) == ((ENROLLED - 1) * 5, ENROLLED)
-    assert report["stranger_trials"] + len(result.failed) == 4 * 5 * 5
-    assert not report["strangers_simulated"]
+    # the strangers' trials, then every enrolled trial as a stranger to the other speakers
+    assert report["stranger_trials"] - report["simulated_stranger_trials"] + len(result.failed) == 4 * 5 * 5
+    assert report["simulated_stranger_trials"] == report["enrolled_trials"]
     assert report["named_right"] >= 0.8 and report["strangers_rejected"] >= 0.8  # 1.5-s clips included
     stored = Registry(open_set.path).scoring
     assert stored["identify"] == [list(p) for p in result.scoring.identify] and stored["source"] == "calibrated"

@@ -112,20 +112,33 @@ class Trials:
 
     `enrolled` (T, S, E): recordings of enrolled speakers that built no reference of theirs,
     with `truth` (T,) the column of their speaker; `strangers` (U, S, E): recordings of voices
-    nobody enrolled. When there are none, `simulated` strangers are enrolled recordings scored
-    with their own speaker's column left out (`excluded` (U, S) marks it): a stranger as the
-    other speakers see it. Trials are whole recordings and clips of them, of known lengths.
+    nobody enrolled and, after them, simulated strangers: the enrolled recordings scored with
+    their own speaker's column left out (`excluded` (U, S) marks it), a stranger as the other
+    speakers see it. Trials are whole recordings and clips of them, of known lengths.
     `from_enrollment`: the enrolled trials are the registry's own enrollment recordings held out
     by cross-validation (from the sessions an adapted encoder trained on), not new recordings.
     """
 
     @classmethod
     def simulating_strangers(cls, encoders: list[str], speakers: list[str], enrolled: np.ndarray, truth: np.ndarray,
-                             seconds: np.ndarray, from_enrollment: bool = False) -> "Trials":
-        """Trials whose strangers are the enrolled trials without their own speaker."""
+                             seconds: np.ndarray, from_enrollment: bool = False, strangers: np.ndarray | None = None,
+                             stranger_seconds: np.ndarray | None = None) -> "Trials":
+        """Trials whose strangers are the real `strangers` (if any) and the enrolled trials without
+        their own speaker.
+
+        A few real strangers are a small sample of voices: which ones a user has moved the balanced
+        threshold by up to 20 points of strangers rejected between splits of so125. Every enrolled
+        speaker is a stranger to the others, so the simulated ones add as many voices as are
+        enrolled, among them voices recorded where other enrolled ones were (docs/benchmarks.md,
+        "Which strangers calibrate").
+        """
         excluded = np.zeros(enrolled.shape[:2], dtype=bool)
         excluded[np.arange(len(truth)), truth] = True
-        return cls(encoders, speakers, enrolled, truth, enrolled, seconds, seconds, excluded, from_enrollment)
+        if strangers is None or len(strangers) == 0:
+            return cls(encoders, speakers, enrolled, truth, enrolled, seconds, seconds, excluded, from_enrollment)
+        return cls(encoders, speakers, enrolled, truth, np.concatenate([strangers, enrolled]), seconds,
+                   np.concatenate([stranger_seconds, seconds]),
+                   np.concatenate([np.zeros(strangers.shape[:2], dtype=bool), excluded]), from_enrollment)
 
     encoders: list[str]
     speakers: list[str]
@@ -138,8 +151,9 @@ class Trials:
     from_enrollment: bool = False
 
     @property
-    def simulated(self) -> bool:
-        return self.excluded is not None
+    def simulated(self) -> int:
+        """How many of the stranger trials are enrolled trials without their own speaker."""
+        return 0 if self.excluded is None else int(self.excluded.any(axis=1).sum())
 
     def own(self) -> np.ndarray:
         """(T, S) True where an enrolled trial meets its own speaker."""
@@ -151,9 +165,14 @@ class Trials:
         """(U, S) True where a stranger trial is scored."""
         return np.ones(self.strangers.shape[:2], dtype=bool) if self.excluded is None else ~self.excluded
 
+    def real_strangers(self) -> np.ndarray:
+        """(U,) True for the trials of real strangers, False for enrolled trials standing in for one."""
+        return np.ones(len(self.strangers), dtype=bool) if self.excluded is None else ~self.excluded.any(axis=1)
+
     def nontarget(self) -> np.ndarray:
-        """(N, E) cosine scores of every recording against every speaker that is not its own."""
-        return np.concatenate([self.enrolled[~self.own()], self.strangers[self.stranger_columns()]])
+        """(N, E) cosine scores of every recording against every speaker that is not its own (each
+        once: a simulated stranger's scores are its enrolled trial's)."""
+        return np.concatenate([self.enrolled[~self.own()], self.strangers[self.real_strangers()].reshape(-1, len(self.encoders))])
 
 
 def open_set_curve(best_enrolled: np.ndarray, right: np.ndarray, best_stranger: np.ndarray
@@ -249,12 +268,11 @@ def _fusion_weights(trials: Trials, nontarget: np.ndarray) -> tuple[list[float],
         return [1.0], "one encoder"
     if trials.from_enrollment:
         return [1 / len(trials.encoders)] * len(trials.encoders), "equal: the enrolled side is the enrollment audio"
-    own, scored = trials.own(), trials.stranger_columns()
+    own = trials.own()
     best = None
     for w in WEIGHT_GRID:
         fusion = Fusion.fit(trials.encoders, [w, 1 - w], nontarget)
-        enrolled, strangers = fusion.fuse(trials.enrolled), fusion.fuse(trials.strangers)[scored]
-        rate, _ = eer(enrolled[own], np.concatenate([enrolled[~own], strangers]))
+        rate, _ = eer(fusion.fuse(trials.enrolled)[own], fusion.fuse(nontarget))
         key = (-rate, -abs(w - 0.5))
         if best is None or key > best[0]:
             best = (key, float(w))
@@ -302,7 +320,7 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
             best = (key, gap)
     gap = best[1]
     best_enrolled, right, best_stranger = identified(gap)
-    own, scored = trials.own(), trials.stranger_columns()
+    own, real = trials.own(), trials.real_strangers()
     n_e = len(trials.truth)
     all_seconds = np.concatenate([trials.enrolled_seconds, trials.stranger_seconds])
 
@@ -315,10 +333,11 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
         return _length_line(fit, all_seconds, trials.enrolled_seconds, trials.stranger_seconds)
 
     targets = fused_enrolled[own]
-    nontarget_e, nontarget_u = fused_enrolled[~own], fused_strangers[scored]
+    # pairwise non-targets, each once: a simulated stranger's scores are its enrolled trial's
+    nontarget_e, nontarget_u = fused_enrolled[~own], fused_strangers[real].ravel()
     target_seconds = trials.enrolled_seconds
     nontarget_seconds = np.concatenate([np.repeat(trials.enrolled_seconds, own.shape[1] - 1),
-                                        np.repeat(trials.stranger_seconds, scored.sum(axis=1))])
+                                        np.repeat(trials.stranger_seconds[real], own.shape[1])])
 
     def verify_fit(shift: np.ndarray) -> tuple[tuple, float]:
         t, n = targets - shift[:n_e], np.concatenate([nontarget_e, nontarget_u]) - shift[n_e:]
@@ -347,7 +366,7 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
     report = {
         "operating_point": "balanced" if far is None else f"strangers accepted <= {far:g}",
         "named_right": float(named.mean()), "strangers_rejected": float(rejected.mean()), "top1": float(right.mean()),
-        "enrolled_trials": n_e, "stranger_trials": int(len(trials.strangers)), "strangers_simulated": trials.simulated,
+        "enrolled_trials": n_e, "stranger_trials": int(len(trials.strangers)), "simulated_stranger_trials": trials.simulated,
         "speakers": len(trials.speakers), "by_length": groups,
         "eer": equal_rate, "eer_threshold": equal_threshold, "min_dcf": cost, "min_dcf_threshold": cost_threshold,
         "encoder_eer": {e: eer(trials.enrolled[own][:, k], nontarget[:, k])[0] for k, e in enumerate(trials.encoders)},
@@ -396,7 +415,8 @@ def calibrate(registry: str | Path, data_dir: str | Path, model: str | Path | No
     stranger. Without such recordings, the enrolled side comes from the registry's own
     enrollment audio by cross-validation: each recording is scored with its speaker's reference
     rebuilt without it (after `adapt`, only the recordings the adapted encoder never trained on).
-    Without strangers, each enrolled trial doubles as a stranger by leaving its own speaker out.
+    Each enrolled trial also doubles as a stranger by leaving its own speaker out, beside the real
+    strangers (or alone, without any).
 
     Trials are whole recordings and clips of `CLIP_SECONDS` cut from them, so that thresholds can
     follow the length of what is identified. Fits the fusion weights and the thresholds by length
@@ -471,11 +491,8 @@ def gather_trials(voices, data_dir: Path, progress: bool = True) -> tuple[Trials
         raise CorpusError(f"{data_dir}: no recording of an enrolled speaker could be scored")
     encoders = [e.name for e in voices.encoders]
     truth = np.asarray(truth)
-    if len(strangers):
-        trials = Trials(encoders, names, enrolled, truth, strangers, enrolled_seconds, stranger_seconds,
-                        from_enrollment=from_enrollment)
-    else:
-        trials = Trials.simulating_strangers(encoders, names, enrolled, truth, enrolled_seconds, from_enrollment)
+    trials = Trials.simulating_strangers(encoders, names, enrolled, truth, enrolled_seconds, from_enrollment, strangers,
+                                         stranger_seconds)
     return trials, enrolled_side, skipped, failed
 
 

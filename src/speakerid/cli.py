@@ -666,10 +666,12 @@ def calibrate(
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     r = result.report
-    strangers = "simulated strangers (each enrolled trial without its own speaker)" if r["strangers_simulated"] else "strangers"
+    simulated = r["simulated_stranger_trials"]
+    real = f"{r['stranger_trials'] - simulated} of strangers and " if simulated < r["stranger_trials"] else ""
+    strangers = f"stranger trials ({real}{simulated} simulated: each enrolled trial without its own speaker)"
     weights = ", ".join(f"{e} {w:.2f}" for e, w in r["weights"].items()) + f" ({r['weights_by']})"
     typer.echo(f"{r['speakers']} enrolled speakers ({result.enrolled_side}): {r['enrolled_trials']} enrolled and "
-               f"{r['stranger_trials']} trials of {strangers}, whole recordings and clips; weights: {weights}; "
+               f"{r['stranger_trials']} {strangers}, whole recordings and clips; weights: {weights}; "
                f"weight of the lead over the second speaker: {r['gap']:g}")
     print_table(f"thresholds by length ({r['operating_point']})",
                 ["length", "enrolled trials", "named right", "stranger trials", "rejected", "identify", "verify"],
@@ -677,7 +679,7 @@ def calibrate(
                   f"{g['strangers_rejected']:.1%}", f"{g['identify_threshold']:.3f}", f"{g['verify_threshold']:.3f}"]
                  for g in r["by_length"]])
     typer.echo(f"all trials: {r['named_right']:.1%} of enrolled voices named right, {r['strangers_rejected']:.1%} of "
-               f"{strangers} rejected; closest speaker right {r['top1']:.1%}; pairwise EER {r['eer']:.2%}, "
+               f"stranger trials rejected; closest speaker right {r['top1']:.1%}; pairwise EER {r['eer']:.2%}, "
                f"minDCF {r['min_dcf']:.3f}")
     for speaker, why in result.skipped:
         typer.secho(f"skipped: {speaker}: {why}", err=True, fg="yellow")

@@ -152,7 +152,7 @@ def plot_calibration(result, out: str | Path) -> Path:
     groups = report["by_length"]
     fig, (open_ax, det_ax) = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
     seconds = [g["seconds"] for g in groups]
-    simulated = " (simulated)" if report["strangers_simulated"] else ""
+    simulated = {0: "", report["stranger_trials"]: " (simulated)"}.get(report["simulated_stranger_trials"], " (and simulated)")
     open_ax.plot(seconds, [g["named_right"] for g in groups], "o-", label="enrolled voices named right")
     open_ax.plot(seconds, [g["strangers_rejected"] for g in groups], "s-", label="strangers rejected" + simulated)
     open_ax.set_xscale("log")

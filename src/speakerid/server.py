@@ -76,7 +76,7 @@ MAX_TOP_K = 100
 MAX_SAMPLES_PER_SECOND = 2 * 48_000
 # What /health tells anyone about the calibration: its figures, never where its data lay.
 HEALTH_SCORING_FIELDS = ("operating_point", "named_right", "strangers_rejected", "top1", "enrolled_trials",
-                         "stranger_trials", "strangers_simulated", "speakers", "eer", "min_dcf", "weights", "weights_by", "gap",
+                         "stranger_trials", "simulated_stranger_trials", "speakers", "eer", "min_dcf", "weights", "weights_by", "gap",
                          "by_length", "calibrated_at")
 FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
            'fill="#2456c7"/><path d="M4 6v4M8 3v10M12 5v6" stroke="#fff" stroke-width="2" stroke-linecap="round"/></svg>')
