@@ -101,6 +101,8 @@ RECIPES = {
     "cnn-ce-crop-80": Recipe(TrainConfig(model="cnn", epochs=80, patience=0, crop=(1.5, 3.0))),
     "cnn-ce-crop-repeat": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat")),
     "tdnn-ce-crop-repeat": Recipe(TrainConfig(model="tdnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat")),
+    "tdnn128-ce-crop-repeat": Recipe(TrainConfig(model="tdnn", options={"channels": 128}, epochs=40, patience=0, crop=(1.5, 3.0),
+                                                 crop_short="repeat")),
     "cnn-ce-crop-room": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0), augment=ROOM)),
     "cnn-ce-crop-repeat-80": Recipe(TrainConfig(model="cnn", epochs=80, patience=0, crop=(1.5, 3.0), crop_short="repeat")),
     "cnn-wide-ce-crop-repeat-60": Recipe(TrainConfig(model="cnn", options={"channels": [32, 64, 128, 256], "embedding_dim": 256},

@@ -27,10 +27,12 @@ EER of the fused scores for each GE2E weight, on the calibration trials and on t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +94,8 @@ def pitch(audio: np.ndarray) -> float:
     return float(np.median(f0)) if f0 else float("nan")
 
 
-def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: str | None) -> None:
+def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: str | None, options: dict | None,
+        cache: Path = CACHE) -> None:
     from speakerid.adapt import adapt
     from speakerid.calibration import (GAP_GRID, Trials, eer, fit_scoring, gather_trials, open_set_curve,
                                        operating_point)
@@ -100,7 +103,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
 
     enroll, trials, cal, test = split(name, seed)
     seconds = None if name == "so125" else 5.0
-    work = CACHE / name
+    work = cache / name
     shutil.rmtree(work, ignore_errors=True)
     data = link(work / "enroll", [f for files in enroll.values() for f in files])
     voices = VoiceRegistry(work / "voices.db")
@@ -110,7 +113,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     voices.close()
     began = time.perf_counter()
     adapted = adapt(work / "voices.db", minutes=minutes, epochs=epochs, seed=seed, progress=False,
-                    recipe=None if model is None else {"model": model})
+                    recipe={k: v for k, v in (("model", model), ("options", options)) if v is not None})
     adapt_seconds = time.perf_counter() - began
 
     voices = VoiceRegistry(work / "voices.db", create=False)
@@ -142,7 +145,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     print(f"\n{name}: {len(names)} enrolled speakers, {len(cal)} calibration and {len(test)} test strangers; "
           f"{len(test_truth)} enrolled and {len(test_strangers)} stranger test trials"
           f"{'' if seconds is None else f' ({seconds:g}-s clips)'}")
-    print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({model or 'the recipe'}'s model, {adapted.epochs} epochs, "
+    print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({model or 'the recipe'}'s model{'' if options is None else f' {json.dumps(options)}'}, {adapted.epochs} epochs, "
           f"{adapted.train_seconds:.0f} s of training, {adapted.recordings} recordings re-embedded)")
     print("\n| contender | weights | lead weight | closed-set top-1 | enrolled named right | strangers rejected | EER "
           "| balanced at the best level (oracle) |")
@@ -151,7 +154,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     for label, (keep, gaps) in contenders.items():
         t = calibration_trials
         calibration = Trials([encoders[k] for k in keep], names, t.enrolled[..., keep], t.truth, t.strangers[..., keep],
-                             t.enrolled_seconds, t.stranger_seconds, from_enrollment=t.from_enrollment)
+                             t.enrolled_seconds, t.stranger_seconds, t.excluded, t.from_enrollment)
         scoring, _ = fit_scoring(calibration, gaps=gaps)
         fused_enrolled = scoring.fusion.fuse(test_enrolled[..., keep])
         fused_strangers = scoring.fusion.fuse(test_strangers[..., keep])
@@ -184,8 +187,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     print("|---:|---:|---:|")
     for w in np.round(np.linspace(0, 1, 11), 1):
         fusion = Fusion.fit(encoders, [w, 1 - w], nontarget_c)
-        fe, fu = fusion.fuse(t.enrolled), fusion.fuse(t.strangers)[t.stranger_columns()]
-        calibration_eer, _ = eer(fe[own_c], np.concatenate([fe[~own_c], fu]))
+        calibration_eer, _ = eer(fusion.fuse(t.enrolled)[own_c], fusion.fuse(nontarget_c))
         te = fusion.fuse(test_enrolled)
         own = np.zeros(te.shape, bool)
         own[np.arange(len(test_truth)), test_truth] = True
@@ -216,7 +218,8 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
               f"{len(pitches) - len(high)} others")
     let_in = [(f.parent.name, names[c]) for (f, _), ok, c in zip(stranger_kept, rejected, closest) if not ok]
     if let_in:
-        print("  strangers let in (stranger -> taken for): " + ", ".join(f"{a}->{b}" for a, b in let_in[:8]))
+        counts = Counter(let_in).most_common()
+        print("  strangers let in (stranger -> taken for, trials): " + ", ".join(f"{a}->{b} {n}" for (a, b), n in counts))
     voices.close()
 
 
@@ -227,13 +230,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="adapt's training budget (default: its recipe's)")
     parser.add_argument("--epochs", type=int, default=None, help="adapt's epochs (default: its recipe's)")
     parser.add_argument("--model", default=None, help="adapt's model family (default: its recipe's)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="work folder (two runs at once need two)")
+    parser.add_argument("--options", type=json.loads, default=None, help="adapt's model options, JSON (default: its recipe's)")
     args = parser.parse_args()
     import torch
 
     print(f"machine: {os.cpu_count()} CPU cores, {'CUDA' if torch.cuda.is_available() else 'no GPU'}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
     for name in (["so125", "dsp20"] if args.data == "both" else [args.data]):
-        run(name, args.seed, args.minutes, args.epochs, args.model)
+        run(name, args.seed, args.minutes, args.epochs, args.model, args.options, args.cache)
 
 
 if __name__ == "__main__":
