@@ -173,6 +173,36 @@ def test_weights_are_equal_when_the_enrolled_side_is_the_enrollment_audio():
     assert equal.fusion.weights == pytest.approx((0.5, 0.5)) and report["weights_by"].startswith("equal")
 
 
+def test_enrolled_trials_join_the_real_strangers_as_voices_not_lengths():
+    # Every enrolled trial is also a stranger to the other speakers, after the real strangers; the
+    # pairwise non-targets count each score once, and the threshold line ends where the real
+    # strangers were measured (here up to 6 s), not at the longest enrolled trial (20 s).
+    rng = np.random.default_rng(2)
+    speakers, per, n_strangers = 20, 10, 100
+    truth = np.repeat(np.arange(speakers), per)
+    seconds_e = np.exp(rng.uniform(np.log(1.5), np.log(20.0), len(truth)))
+    seconds_u = np.exp(rng.uniform(np.log(1.5), np.log(6.0), n_strangers))
+
+    def cosines(seconds: np.ndarray, own: np.ndarray | None) -> np.ndarray:
+        scores = rng.normal(0.2 + 0.03 * np.log(seconds)[:, None], 0.08, size=(len(seconds), speakers))
+        if own is not None:
+            scores[np.arange(len(seconds)), own] += 0.4
+        return scores[..., None]
+
+    enrolled, strangers = cosines(seconds_e, truth), cosines(seconds_u, None)
+    both = Trials.simulating_strangers(["e"], [str(i) for i in range(speakers)], enrolled, truth, seconds_e,
+                                       strangers=strangers, stranger_seconds=seconds_u)
+    assert both.simulated == len(truth) and len(both.strangers) == n_strangers + len(truth)
+    assert both.real_strangers().sum() == n_strangers and both.real_strangers()[:n_strangers].all()
+    assert len(both.nontarget()) == len(truth) * (speakers - 1) + n_strangers * speakers
+    scoring, report = fit_scoring(both)
+    assert report["simulated_stranger_trials"] == len(truth) and report["stranger_trials"] == n_strangers + len(truth)
+    assert scoring.identify[-1][0] <= seconds_u.max() + 1e-3
+    # with no real strangers the enrolled trials are all the strangers there are, lengths included
+    alone, _ = fit_scoring(Trials.simulating_strangers(["e"], both.speakers, enrolled, truth, seconds_e))
+    assert alone.identify[-1][0] == pytest.approx(seconds_e.max(), abs=1e-3)
+
+
 # ---------------------------------------------------------------- calibrate with GE2E
 
 

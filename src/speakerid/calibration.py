@@ -330,7 +330,10 @@ def fit_scoring(trials: Trials, far: float | None = None, source: str = "calibra
             i = operating_point(*curve, far)
             return (min(curve[1][i], curve[2][i]), curve[1][i] + curve[2][i]), float(curve[0][i])
 
-        return _length_line(fit, all_seconds, trials.enrolled_seconds, trials.stranger_seconds)
+        # the line's ends lie where real strangers were measured when there are any: the enrolled
+        # trials that stand in for strangers add voices, not lengths
+        measured = trials.stranger_seconds[real] if real.any() else trials.stranger_seconds
+        return _length_line(fit, all_seconds, trials.enrolled_seconds, measured)
 
     targets = fused_enrolled[own]
     # pairwise non-targets, each once: a simulated stranger's scores are its enrolled trial's
