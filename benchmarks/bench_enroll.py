@@ -21,6 +21,7 @@ EER of the fused scores for each GE2E weight, on the calibration trials and on t
 
     python benchmarks/bench_enroll.py                 # both data sets
     python benchmarks/bench_enroll.py --data so125 --minutes 5
+    python benchmarks/bench_enroll.py --data so125 --seed 1 --cache benchmarks/.cache/enroll-s1   # another split
     python benchmarks/bench_enroll.py --data so125 --model tdnn      # adapt another backbone
 """
 

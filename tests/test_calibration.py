@@ -197,10 +197,10 @@ def test_enrolled_trials_join_the_real_strangers_as_voices_not_lengths():
     assert len(both.nontarget()) == len(truth) * (speakers - 1) + n_strangers * speakers
     scoring, report = fit_scoring(both)
     assert report["simulated_stranger_trials"] == len(truth) and report["stranger_trials"] == n_strangers + len(truth)
-    assert scoring.identify[-1][0] <= seconds_u.max() + 1e-3
+    assert len(scoring.identify) == 2 and scoring.identify[-1][0] <= seconds_u.max() + 1e-3  # a line, ending at 6 s
     # with no real strangers the enrolled trials are all the strangers there are, lengths included
     alone, _ = fit_scoring(Trials.simulating_strangers(["e"], both.speakers, enrolled, truth, seconds_e))
-    assert alone.identify[-1][0] == pytest.approx(seconds_e.max(), abs=1e-3)
+    assert len(alone.identify) == 2 and alone.identify[-1][0] == pytest.approx(seconds_e.max(), abs=1e-3)
 
 
 # ---------------------------------------------------------------- calibrate with GE2E

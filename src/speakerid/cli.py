@@ -646,7 +646,7 @@ def calibrate(
     data_dir: Path = typer.Argument(..., help="Folder of <speaker>/ folders: strangers, and held-out recordings of enrolled speakers."),
     registry: Path = typer.Option(..., help="Registry to calibrate (its speakers must be enrolled)."),
     model: Optional[Path] = typer.Option(None, help="The run the registry was enrolled with, if it moved."),
-    far: Optional[float] = typer.Option(None, help="Share of strangers the threshold may let in (default: the balanced point)."),
+    far: Optional[float] = typer.Option(None, help="Share of stranger trials (simulated ones included) the threshold may let in (default: the balanced point)."),
     plot: Optional[Path] = typer.Option(None, help="Where to draw the figures (default: beside the registry)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Measure and report, but store nothing."),
     threads: Optional[int] = _threads(INFERENCE_THREADS, "for each recording"),
