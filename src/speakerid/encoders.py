@@ -40,6 +40,7 @@ MIN_SECONDS = 0.3  # the shortest stretch of audio (of speech, for GE2E) an enco
 GE2E_PACKAGE = "resemblyzer"
 GE2E_WEIGHTS_FILE = "pretrained.pt"
 GE2E_TARGET_DBFS = -30.0
+GE2E_SPEECH_DBFS = -25.0  # the level every stretch of speech is brought to, up or down, before the LSTM hears it
 GE2E_VAD_WINDOW = 480  # samples: 30 ms at 16 kHz
 GE2E_VAD_MODE = 3  # webrtcvad's most aggressive mode
 GE2E_VAD_AVERAGE_WIDTH = 8  # VAD windows in the moving average that smooths the voice flags
@@ -175,9 +176,16 @@ def _trim_long_silences(wav: np.ndarray) -> np.ndarray:
     return wav[np.repeat(kept, GE2E_VAD_WINDOW)]
 
 
+def _speech_level(wav: np.ndarray) -> np.ndarray:
+    """`wav` brought to GE2E_SPEECH_DBFS, louder or quieter."""
+    rms = np.sqrt(np.mean(np.square(wav, dtype=np.float64)))
+    return wav if rms == 0 else (wav * (10 ** (GE2E_SPEECH_DBFS / 20) / rms)).astype(np.float32)
+
+
 def ge2e_preprocess(audio: np.ndarray) -> np.ndarray:
-    """16 kHz float32 audio as the GE2E encoder hears it: volume raised to -30 dBFS, long silences cut."""
-    return _trim_long_silences(_normalize_volume(np.asarray(audio, dtype=np.float32)))
+    """16 kHz float32 audio as the GE2E encoder hears it: volume raised to -30 dBFS and long silences cut
+    (Resemblyzer's preprocessing), then the speech left brought to GE2E_SPEECH_DBFS."""
+    return _speech_level(_trim_long_silences(_normalize_volume(np.asarray(audio, dtype=np.float32))))
 
 
 def _partial_starts(n_samples: int) -> list[int]:
@@ -271,8 +279,8 @@ class Ge2eEncoder(Encoder):
         padded = np.pad(speech, (0, max(0, starts[-1] * hop + size - len(speech))))
         pieces = np.stack([padded[s * hop : s * hop + size] for s in starts]).astype(np.float64)
         rms = np.sqrt(np.mean(np.square(pieces), axis=1))
-        gain_db = np.where(rms > 0, GE2E_TARGET_DBFS - 20 * np.log10(np.maximum(rms, 1e-12)), 0.0)
-        power_gain = torch.from_numpy(10 ** (np.maximum(gain_db, 0.0) / 10)).float().to(self.device)
+        gain_db = np.where(rms > 0, GE2E_SPEECH_DBFS - 20 * np.log10(np.maximum(rms, 1e-12)), 0.0)
+        power_gain = torch.from_numpy(10 ** (gain_db / 10)).float().to(self.device)
         with torch.inference_mode():
             mel = self.frontend(torch.from_numpy(padded).to(self.device))[0].T  # (frames, n_mels): power, no log
             units = torch.stack([mel[s : s + GE2E_PARTIAL_FRAMES] for s in starts])
