@@ -18,8 +18,10 @@ from speakerid import encoders
 from speakerid.audio import SAMPLE_RATE, load_audio
 from speakerid.encoders import (
     GE2E_FEATURES,
+    GE2E_SPEECH_DBFS,
     Ge2eEncoder,
     RunEncoder,
+    at_speech_level,
     encoder_from_spec,
     ge2e_preprocess,
     load_encoder,
@@ -87,7 +89,7 @@ def test_ge2e_mel_frontend_matches_librosa(dsp20):
 
 def test_ge2e_matches_resemblyzer_on_a_whole_file(dsp20, ge2e, resemblyzer):
     path = dsp20 / "15307110189" / "take03.flac"
-    expected_wav = resemblyzer.preprocess_wav(path)
+    expected_wav = at_speech_level(resemblyzer.preprocess_wav(path))
     audio = load_audio(path)
     ours_wav = ge2e_preprocess(audio)
     assert len(ours_wav) == len(expected_wav) < len(audio)  # the same silences were cut
@@ -100,15 +102,29 @@ def test_ge2e_matches_resemblyzer_on_a_whole_file(dsp20, ge2e, resemblyzer):
 @pytest.mark.parametrize("seconds", [10.0, 1.2])  # several partials, then one zero-padded partial
 def test_ge2e_matches_resemblyzer_on_clips(dsp20, ge2e, resemblyzer, seconds):
     audio = load_audio(dsp20 / "16307130192" / "take02.flac")[: int(seconds * SAMPLE_RATE)]
-    expected_wav = resemblyzer.preprocess_wav(audio, source_sr=SAMPLE_RATE)
+    expected_wav = at_speech_level(resemblyzer.preprocess_wav(audio, source_sr=SAMPLE_RATE))
     np.testing.assert_allclose(ge2e_preprocess(audio), expected_wav, atol=1e-6)  # shapes must match too
 
     expected = resemblyzer.VoiceEncoder("cpu", verbose=False).embed_utterance(expected_wav)
     np.testing.assert_allclose(ge2e.embed(audio), expected, atol=1e-5)
 
 
+def test_ge2e_hears_a_voice_alike_at_any_level(dsp20, ge2e, resemblyzer):
+    """The same recording 6 dB quieter: Resemblyzer's preprocessing leaves both (louder than -30 dBFS) as
+    they are and its embeddings move apart; speakerid's brings both to one level (what is left: the voice
+    detector that cuts long silences hears level, and cuts 4 % more of the quieter one)."""
+    audio = load_audio(dsp20 / "16307130192" / "take02.flac")[: 8 * SAMPLE_RATE]
+    quieter = audio * np.float32(10 ** (-6 / 20))
+    assert min(20 * np.log10(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) for a in (audio, quieter)) > -30
+    theirs = resemblyzer.VoiceEncoder("cpu", verbose=False)
+    theirs_cosine = float(np.dot(*(theirs.embed_utterance(resemblyzer.preprocess_wav(a, source_sr=SAMPLE_RATE))
+                                   for a in (audio, quieter))))
+    ours_cosine = float(np.dot(*ge2e.embed_many([audio, quieter])))
+    assert ours_cosine > 0.99 and 1 - ours_cosine < (1 - theirs_cosine) / 5  # measured: 0.9944 against 0.9636
+
+
 def test_ge2e_identity(ge2e):
-    assert ge2e.name == "ge2e/resemblyzer-0.1.4"
+    assert ge2e.name == "ge2e/resemblyzer-0.1.4/speech-25dBFS"
     assert (ge2e.dim, ge2e.sample_rate) == (256, 16000)
     assert 0 < ge2e.default_threshold < 1
 
@@ -203,19 +219,34 @@ def test_missing_resemblyzer_names_the_fix(monkeypatch):
         Ge2eEncoder("cpu")
 
 
-def test_ge2e_partials_match_resemblyzer_partials_and_hear_no_level(dsp20, ge2e, resemblyzer):
-    """Region partials (for diarization) are Resemblyzer's own partials where it would cut the same ones:
-    loud speech (no gain) exactly 1.6 s + 4 steps long; and a quiet partial is raised as a whole recording is."""
+def test_ge2e_partials_match_resemblyzer_partials_at_either_level(dsp20, ge2e, resemblyzer):
+    """Region partials (for diarization) are Resemblyzer's own partials where it would cut the same ones
+    (loud speech, no gain, exactly 1.6 s + 4 steps long); quiet ones are raised to -30 dBFS as
+    Resemblyzer raises a recording; with the gains, each is at GE2E_SPEECH_DBFS, so level changes nothing."""
     audio = load_audio(dsp20 / "16307130192" / "take02.flac")[4 * SAMPLE_RATE : 4 * SAMPLE_RATE + int(4.8 * SAMPLE_RATE)]
-    starts, units = ge2e.partials(audio, 0.8)
+    starts, units, gains = ge2e.partials(audio, 0.8)
     assert starts.tolist() == [i * 12800 for i in range(5)]  # every 0.8 s, the last one ending with the audio
-    _, expected, wav_slices = resemblyzer.VoiceEncoder("cpu", verbose=False).embed_utterance(audio, return_partials=True, rate=1.25)
+    theirs = resemblyzer.VoiceEncoder("cpu", verbose=False)
+    _, expected, wav_slices = theirs.embed_utterance(audio, return_partials=True, rate=1.25)
     assert [s.start for s in wav_slices][: len(starts)] == starts.tolist()
     np.testing.assert_allclose(ge2e.embed_units(units).numpy(), expected[: len(starts)], atol=1e-5)
 
-    quiet, quieter = (ge2e.partials(audio * np.float32(level), 0.8)[1] for level in (0.02, 0.005))  # both under -30 dBFS
+    mel = resemblyzer.audio.wav_to_mel_spectrogram(audio)  # Resemblyzer's mel frames of the whole stretch
+    size = ge2e.partial_samples
+    level = [10 ** (GE2E_SPEECH_DBFS / 10) / np.mean(np.square(audio[s : s + size], dtype=np.float64)) for s in starts]
+    np.testing.assert_allclose(gains.numpy(), level, rtol=1e-5)  # loud partials: straight to the speech level
+    with torch.inference_mode():
+        levelled = torch.cat([theirs(torch.from_numpy(mel[s // 160 : s // 160 + 160] * np.float32(g))[None])
+                              for s, g in zip(starts, level)]).numpy()
+    np.testing.assert_allclose(ge2e.embed_units(units * gains[:, None, None]).numpy(), levelled, atol=1e-5)
+
+    for factor in (2.0, 0.005):  # louder; and quieter than -30 dBFS, so raised, then levelled alike
+        _, other, other_gains = ge2e.partials(audio * np.float32(factor), 0.8)
+        np.testing.assert_allclose((other * other_gains[:, None, None]).numpy(), (units * gains[:, None, None]).numpy(),
+                                   rtol=1e-3, atol=1e-9)
+    quiet, quieter = (ge2e.partials(audio * np.float32(factor), 0.8)[1] for factor in (0.02, 0.005))  # both raised to -30
     np.testing.assert_allclose(quiet.numpy(), quieter.numpy(), rtol=1e-3, atol=1e-9)
-    short_starts, short = ge2e.partials(audio[: SAMPLE_RATE], 0.8)  # one zero-padded partial
+    short_starts, short, _ = ge2e.partials(audio[: SAMPLE_RATE], 0.8)  # one zero-padded partial
     assert short_starts.tolist() == [0] and short.shape == (1, 160, 40)
 
 

@@ -1,5 +1,6 @@
 """upgrade-registry: a registry of speakerid 0.1 (format 1, embeddings only) is refused with the way out,
-and upgraded in place from the files it was enrolled from, or not at all."""
+and upgraded in place from the files it was enrolled from, or not at all; a registry enrolled with an
+earlier GE2E is refused with the way out, and re-embedded from its stored audio."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import fixed_threshold
 from speakerid.audio import load_audio, to_int16, write_wav
+from speakerid.encoders import Ge2eEncoder
 from speakerid.errors import RegistryError
 from speakerid.registry import Registry
 from speakerid.upgrade import upgrade_registry
+from speakerid.voices import VoiceRegistry
 
 # The schema speakerid 0.1 wrote (src/speakerid/registry.py at 9e6eed9).
 V1_SCHEMA = (
@@ -72,11 +76,14 @@ def test_upgrade_stores_the_audio_and_keeps_the_old_file(v1, tmp_path):
     registry = Registry(path)
     stored = registry.recordings()
     assert len(stored) == 4
-    embeddings = registry.embeddings("ge2e/resemblyzer-0.1.4")
+    # format 1's GE2E heard recordings at another level: its embeddings are made again from the audio
+    ge2e = Ge2eEncoder("cpu")
+    assert (result.reembedded, result.encoder) == (4, ge2e.name) and registry.encoder_name == ge2e.name
+    embeddings = registry.embeddings(ge2e.name)
     for record in stored:
         clip = data / record["speaker"] / record["source"]
         assert np.array_equal(registry.audio(record["id"]), to_int16(load_audio(clip)))
-        assert np.array_equal(embeddings[record["id"]], vectors[(record["speaker"], record["source"])])
+        np.testing.assert_allclose(embeddings[record["id"]], ge2e.embed(load_audio(clip)), atol=1e-4)  # audio kept as int16
     assert registry.scoring is None  # pairwise thresholds of format 1 do not carry over: calibrate again
 
 
@@ -100,3 +107,42 @@ def test_the_command_reports_what_it_left_out(v1):
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "--drop-missing" in refused.stderr
     done = subprocess.run(command + ["--drop-missing"], capture_output=True, text=True)
     assert done.returncode == 3 and "left out (not found)" in done.stderr and "upgraded" in done.stdout
+
+
+def test_a_registry_of_an_earlier_ge2e_is_refused_then_re_embedded_from_its_audio(dsp20, tmp_path):
+    """As enrolled before GE2E heard speech at one level: the same registry with its base encoder under
+    the earlier name, its embeddings those of that preprocessing (stand-ins: shuffled), and a scoring."""
+    path = tmp_path / "voices.db"
+    voices = VoiceRegistry(path)
+    folders = sorted(p for p in dsp20.iterdir() if p.is_dir())[:2]
+    for folder in folders:
+        clips = []
+        for take in sorted(folder.glob("*.flac"))[:2]:
+            clips.append(tmp_path / folder.name / f"{take.stem}.wav")
+            clips[-1].parent.mkdir(exist_ok=True)
+            write_wav(clips[-1], load_audio(take)[: 5 * 16000])
+        voices.enroll(folder.name, clips)
+    voices.registry.set_scoring(fixed_threshold(voices, 0.8))
+    current = voices.registry.embeddings(voices.encoder.name)
+    voices.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE encoders SET name = 'ge2e/resemblyzer-0.1.4' WHERE role = 'base'")
+    rows = db.execute("SELECT recording_id, vector FROM embeddings").fetchall()
+    db.executemany("UPDATE embeddings SET vector = ? WHERE recording_id = ?", [(v, r) for (r, _), (_, v) in zip(rows, rows[1:] + rows[:1])])
+    db.commit()
+    db.close()
+
+    with pytest.raises(RegistryError, match=r"enrolled with ge2e/resemblyzer-0\.1\.4, .* `speakerid upgrade-registry .*`, then calibrate again"):
+        VoiceRegistry(path, create=False).encoders
+    command = [sys.executable, "-m", "speakerid", "upgrade-registry", str(path), "-q"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "re-embedded 4 recordings" in done.stdout and "Calibrate again" in done.stdout
+    upgraded = VoiceRegistry(path, create=False)
+    assert upgraded.registry.scoring is None  # fitted on the earlier scores
+    again = upgraded.registry.embeddings(upgraded.encoder.name)
+    assert again.keys() == current.keys() and all(np.allclose(again[r], current[r], atol=1e-6) for r in current)
+    assert upgraded.identify(sorted(folders[1].glob("*.flac"))[4]).ranking[0][0] == folders[1].name
+    upgraded.close()
+    refused = subprocess.run(command, capture_output=True, text=True)
+    assert refused.returncode == 1 and "up to date" in refused.stderr

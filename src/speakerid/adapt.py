@@ -108,6 +108,7 @@ def adapt(registry: str | Path, minutes: float | None = None, epochs: int | None
 def _adapt(voices, work: Path, config, progress: bool) -> AdaptResult:
     from speakerid.calibration import Trials, cross_validation_trials, fit_scoring
     from speakerid.corpus import PrepareConfig, prepare
+    from speakerid.embedding import embed_stored
     from speakerid.encoders import RunEncoder, adapted_name
     from speakerid.rundir import CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE, read_json
     from speakerid.training import train
@@ -150,7 +151,7 @@ def _adapt(voices, work: Path, config, progress: bool) -> AdaptResult:
     held_out = _validation_recordings(work / "corpus")
     while True:
         recordings = store.recordings()
-        vectors = _embed_stored(store, encoder, recordings, progress)
+        vectors = embed_stored(store, encoder, recordings, progress)
         base_vectors = store.embeddings(base.name)
         by_speaker: dict[str, list[int]] = {}
         for r in recordings:
@@ -196,18 +197,3 @@ def _validation_recordings(corpus: Path) -> set[int]:
     opened = Corpus.open(corpus)
     indices = opened.split_indices("validation")
     return {int(Path(opened.recording_ids[r]).stem) for r in set(opened.chunk_recording[indices].tolist())}
-
-
-def _embed_stored(store, encoder, recordings: list[dict], progress: bool, batch: int = 32) -> dict[int, np.ndarray]:
-    """Every recording's embedding by `encoder`, from the registry's stored audio."""
-    from speakerid.progress import progress_bar
-
-    vectors: dict[int, np.ndarray] = {}
-    with progress_bar("embedding enrolled audio", total=len(recordings), enabled=progress) as advance:
-        for first in range(0, len(recordings), batch):
-            group = recordings[first : first + batch]
-            audios = [store.audio(r["id"]).astype(np.float32) / 32768.0 for r in group]
-            embedded = encoder.embed_many(audios, [f"{r['speaker']}/{r['source']}" for r in group])
-            vectors.update({r["id"]: v for r, v in zip(group, embedded)})
-            advance(len(group))
-    return vectors

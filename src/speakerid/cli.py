@@ -690,17 +690,23 @@ def calibrate(
 
 @app.command("upgrade-registry")
 def upgrade_registry(
-    registry: Path = typer.Argument(..., help="A registry made by speakerid 0.1 (format 1)."),
-    data_dirs: list[Path] = typer.Argument(..., help="Folders holding the files its speakers were enrolled from."),
+    registry: Path = typer.Argument(..., help="A registry made by an earlier speakerid."),
+    data_dirs: list[Path] = typer.Argument(None, help="For a registry of speakerid 0.1 (format 1): folders holding the "
+                                                      "files its speakers were enrolled from."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Upgrade without the enrolled files not found."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Upgrade an earlier registry in place: find its enrolled files again and store their audio (keeps REGISTRY.v1)."""
+    """Upgrade an earlier registry in place: store the audio of a format-1 registry (keeps REGISTRY.v1), and
+    re-embed the stored audio of one enrolled with an earlier GE2E."""
     from speakerid.upgrade import upgrade_registry as run_upgrade
 
-    result = run_upgrade(registry, data_dirs, drop_missing=drop_missing, progress=not quiet)
-    typer.echo(f"upgraded {registry}: {result.speakers} speakers, {result.recordings} recordings with their audio; "
-               f"the old registry is {result.backup}. Calibrate again: speakerid calibrate --registry {registry} DIR")
+    result = run_upgrade(registry, data_dirs or [], drop_missing=drop_missing, progress=not quiet)
+    if result.backup is not None:
+        typer.echo(f"upgraded {registry}: {result.speakers} speakers, {result.recordings} recordings with their audio; "
+                   f"the old registry is {result.backup}")
+    if result.reembedded:
+        typer.echo(f"re-embedded {result.reembedded} recordings of {registry} with {result.encoder}")
+    typer.echo(f"Calibrate again: speakerid calibrate --registry {registry} DIR")
     for speaker, source in result.missing:
         typer.secho(f"left out (not found): {speaker}/{source}", err=True, fg="yellow")
     for speaker in result.removed:

@@ -6,7 +6,9 @@ The pipeline, with its settings in `DiarizeConfig` (chosen on dev meetings: docs
 2. `embed_windows` (`speakerid.speech_windows`): windows of `window` seconds every `hop` seconds
    inside them (a shorter region is one window), embedded by every encoder of the registry.
    GE2E embeds each region once, as its 1.6-s partials every `hop` seconds: with the default
-   1.6-s window a window is a partial, and a longer window is the mean of the partials inside it;
+   1.6-s window a window is a partial, and a longer window is the mean of the partials inside it.
+   It hears each partial twice: at the level the recording has (the voices' levels help tell them
+   apart) for clustering, and at the speech level enrollment is heard at for naming;
 3. `scores_of`: each window is scored against every enrolled speaker's references. With two
    encoders (after `speakerid adapt`), a window's embedding for clustering is both encoders'
    embeddings weighed as the registry's fusion weighs their scores;
@@ -76,7 +78,7 @@ class WindowScores:
     names: list[str]  # enrolled speakers, in the order of the score columns
     embeddings: np.ndarray  # (windows, dim): L2-normalised, every encoder's embedding weighted as the fusion weighs it
     cosines: np.ndarray  # (windows, speakers, encoders): each window's cosine to each enrolled speaker's references
-    parts: list[np.ndarray]  # per encoder, (windows, dim) L2-normalised embeddings
+    parts: list[np.ndarray]  # per encoder, (windows, dim) L2-normalised embeddings those cosines were taken of
     scoring: "Scoring"
     threshold: float | None  # given: overrides the registry's thresholds
     default: float | None  # the base encoder's uncalibrated default
@@ -93,14 +95,17 @@ class WindowScores:
         return self.scoring.decision("identify", self.threshold, self.default, seconds)
 
 
-def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None) -> WindowScores:
+def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None,
+              named: list[np.ndarray] | None = None) -> WindowScores:
     """Windows' embeddings (per encoder of a VoiceRegistry, base first: (windows, dim), L2-normalised) scored
-    against its enrolled speakers (`threshold` overrides the registry's thresholds)."""
+    against its enrolled speakers (`threshold` overrides the registry's thresholds). `named`, when given,
+    are the embeddings to score (`Embedded.named`), and `parts` those to cluster."""
     encoders = voices.encoders
     names, _ = voices.reference_matrices()
     count = len(parts[0])
+    named = parts if named is None else named
     if names and count:
-        scores = voices.score_embeddings({e.name: v for e, v in zip(encoders, parts)})
+        scores = voices.score_embeddings({e.name: v for e, v in zip(encoders, named)})
         cosines, scoring = scores.cosines, scores.scoring
     else:
         cosines, scoring = np.zeros((count, len(names), len(encoders)), np.float32), voices.scoring
@@ -109,7 +114,7 @@ def scores_of(voices, parts: list[np.ndarray], threshold: float | None = None) -
     weights = weights / weights.sum()
     # the cosine of two such rows is the weighted sum of the encoders' cosines
     embeddings = unit(np.concatenate([np.sqrt(w) * v for w, v in zip(weights, parts)], axis=1))
-    return WindowScores(names, embeddings, cosines, parts, scoring, threshold, voices.encoder.default_threshold, weights)
+    return WindowScores(names, embeddings, cosines, named, scoring, threshold, voices.encoder.default_threshold, weights)
 
 
 @dataclass
@@ -148,7 +153,7 @@ def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: Diar
     regions = speech_regions(audio, rate)
     speech = float(sum(e - s for s, e in regions))
     embedded = embed_windows(voices, audio, regions, config, advance or (lambda n=1: None))
-    scored = scores_of(voices, embedded.parts, threshold)
+    scored = scores_of(voices, embedded.parts, threshold, embedded.named)
     decision = scored.decision(speech)
     result = Diarization(name, seconds, speech, [], [], decision.value, decision.source, notes)
     if not scored.names:

@@ -24,7 +24,7 @@ from speakerid.audio import decode_audio, read_file
 from speakerid.encoders import Encoder, _mean_embeddings
 from speakerid.errors import AudioError
 
-__all__ = ["FileEmbedding", "embed_files"]
+__all__ = ["FileEmbedding", "embed_files", "embed_stored"]
 
 LOOKAHEAD_PER_WORKER = 4  # files decoded ahead of the one next yielded, per worker thread
 
@@ -203,3 +203,18 @@ def _pieces(audio: np.ndarray, name: str, clip_seconds: float | None, sample_rat
     size = max(1, round(clip_seconds * sample_rate))
     return [(f"{name} [{start / sample_rate:g} s]", audio[start : start + size])
             for start in range(0, max(1, len(audio) - size + 1), size)]
+
+
+def embed_stored(store, encoder, recordings: list[dict], progress: bool, batch: int = 32) -> dict[int, np.ndarray]:
+    """Every recording's embedding by `encoder`, from a Registry's stored audio (`recordings`: its `recordings()`)."""
+    from speakerid.progress import progress_bar
+
+    vectors: dict[int, np.ndarray] = {}
+    with progress_bar("embedding enrolled audio", total=len(recordings), enabled=progress) as advance:
+        for first in range(0, len(recordings), batch):
+            group = recordings[first : first + batch]
+            audios = [store.audio(r["id"]).astype(np.float32) / 32768.0 for r in group]
+            embedded = encoder.embed_many(audios, [f"{r['speaker']}/{r['source']}" for r in group])
+            vectors.update({r["id"]: v for r, v in zip(group, embedded)})
+            advance(len(group))
+    return vectors

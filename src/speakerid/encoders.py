@@ -9,7 +9,11 @@ The GE2E encoder is the one of Resemblyzer 0.1.4 (a 3-layer LSTM trained on ~180
 Its weights are read from the installed `resemblyzer` package without importing it: its
 `__init__` imports `webrtcvad`, which needs the `pkg_resources` that current setuptools no
 longer ships. The preprocessing it was trained with is reproduced here, calling webrtcvad's
-C extension `_webrtcvad` directly.
+C extension `_webrtcvad` directly, and one step is added: Resemblyzer raises quiet recordings to
+-30 dBFS but leaves louder ones as they are, and its network (fed mel power, not its log) hears
+level; so the speech is then brought to GE2E_SPEECH_DBFS, louder or quieter. On so125 with every
+sentence at a random level within +-10 dB this keeps the EER at 2.9 % where Resemblyzer's own
+preprocessing goes from 2.6 % to 3.8 % (docs/benchmarks.md, "One level for GE2E").
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from speakerid.features import FeatureConfig, build_frontend
 from speakerid.identify import chunk_windows
 from speakerid.rundir import WEIGHTS_FILE, Run, build_run, load_run, resolve_device
 
-__all__ = ["Encoder", "Ge2eEncoder", "RunEncoder", "load_encoder", "encoder_from_spec", "ge2e_preprocess", "MIN_SECONDS"]
+__all__ = ["Encoder", "Ge2eEncoder", "RunEncoder", "load_encoder", "encoder_from_spec", "ge2e_preprocess", "ge2e_name",
+           "at_speech_level", "MIN_SECONDS"]
 
 MIN_SECONDS = 0.3  # the shortest stretch of audio (of speech, for GE2E) an encoder embeds
 
@@ -69,7 +74,7 @@ INT16_MAX = 32767  # resemblyzer scales by 2**15 - 1, not 2**15
 class Encoder(ABC):
     """Recordings -> L2-normalised speaker embeddings. Safe to call from several threads at once."""
 
-    name: str  # identity stored with every embedding: "ge2e/resemblyzer-0.1.4" or "run/<16 hex of sha256>"
+    name: str  # identity stored with every embedding: "ge2e/resemblyzer-0.1.4/speech-25dBFS" or "run/<16 hex of sha256>"
     spec: dict[str, Any]  # plain JSON that `encoder_from_spec` loads this encoder from again
     dim: int
     sample_rate: int
@@ -176,16 +181,22 @@ def _trim_long_silences(wav: np.ndarray) -> np.ndarray:
     return wav[np.repeat(kept, GE2E_VAD_WINDOW)]
 
 
-def _speech_level(wav: np.ndarray) -> np.ndarray:
+def at_speech_level(wav: np.ndarray) -> np.ndarray:
     """`wav` brought to GE2E_SPEECH_DBFS, louder or quieter."""
-    rms = np.sqrt(np.mean(np.square(wav, dtype=np.float64)))
+    rms = np.sqrt(np.mean(np.square(wav, dtype=np.float64))) if len(wav) else 0.0
     return wav if rms == 0 else (wav * (10 ** (GE2E_SPEECH_DBFS / 20) / rms)).astype(np.float32)
+
+
+def ge2e_name(version: str) -> str:
+    """The GE2E encoder's name: the package's weights, and the level its speech is heard at (registries
+    enrolled under another name re-embed their audio with `speakerid upgrade-registry`)."""
+    return f"ge2e/{GE2E_PACKAGE}-{version}/speech{GE2E_SPEECH_DBFS:+g}dBFS"
 
 
 def ge2e_preprocess(audio: np.ndarray) -> np.ndarray:
     """16 kHz float32 audio as the GE2E encoder hears it: volume raised to -30 dBFS and long silences cut
     (Resemblyzer's preprocessing), then the speech left brought to GE2E_SPEECH_DBFS."""
-    return _speech_level(_trim_long_silences(_normalize_volume(np.asarray(audio, dtype=np.float32))))
+    return at_speech_level(_trim_long_silences(_normalize_volume(np.asarray(audio, dtype=np.float32))))
 
 
 def _partial_starts(n_samples: int) -> list[int]:
@@ -228,7 +239,7 @@ class Ge2eEncoder(Encoder):
 
     def __init__(self, device: str | torch.device = "auto", batch_size: int | None = None):
         weights, version = _ge2e_weights()
-        self.name = f"ge2e/{GE2E_PACKAGE}-{version}"
+        self.name = ge2e_name(version)
         self.spec = {"kind": "ge2e"}
         self.device = resolve_device(device)
         # On CPU the LSTM is fastest on batches of ~32 partials (they stay in cache; docs/benchmarks.md).
@@ -259,32 +270,37 @@ class Ge2eEncoder(Encoder):
             mel = self.frontend(torch.from_numpy(wav).to(self.device))[0].T  # (frames, n_mels)
             return torch.stack([mel[s : s + GE2E_PARTIAL_FRAMES] for s in starts])
 
-    def partials(self, speech: np.ndarray, step: float) -> tuple[np.ndarray, torch.Tensor]:
-        """Mel partials laid over a stretch of speech as it is, for diarization: (k,) their first samples, and
-        the partials (k, GE2E_PARTIAL_FRAMES, n_mels) on the encoder's device.
+    def partials(self, speech: np.ndarray, step: float) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """Mel partials laid over a stretch of speech as it is, for diarization: (k,) their first samples,
+        the partials (k, GE2E_PARTIAL_FRAMES, n_mels) on the encoder's device, and (k,) the power gain that
+        brings each to GE2E_SPEECH_DBFS.
 
         Unlike `units`, nothing is trimmed (a voice-activity detector already chose the speech, and the
         times must stay true): partials of 1.6 s start every `step` seconds, the last one ending with the
         speech; speech shorter than one partial gives one, zero-padded. Each partial is raised to
-        GE2E_TARGET_DBFS on its own, as Resemblyzer raises a whole recording, so each voice in the
-        stretch is heard at the level the encoder was trained on. `embed_units` embeds them.
+        GE2E_TARGET_DBFS on its own when quieter, as Resemblyzer raises a whole recording: heard so, the
+        voices of one recording keep their levels, which tell them apart. Multiplied by the gains, each
+        is heard as a recording's speech is (the level its enrollment was heard at), which names them.
+        `embed_units` embeds either.
         """
         hop, size = GE2E_FEATURES.hop_length, self.partial_samples
         speech = np.asarray(speech, dtype=np.float32)
         if len(speech) == 0:
-            return np.zeros(0, dtype=int), torch.zeros((0, GE2E_PARTIAL_FRAMES, GE2E_FEATURES.n_mels), device=self.device)
+            return (np.zeros(0, dtype=int), torch.zeros((0, GE2E_PARTIAL_FRAMES, GE2E_FEATURES.n_mels), device=self.device),
+                    torch.zeros(0, device=self.device))
         last = max(0, len(speech) - size) // hop  # in frames: partials start on frame boundaries
         count = int(np.ceil(last * hop / (step * self.sample_rate))) + 1 if last else 1
         starts = np.unique(np.round(np.linspace(0, last, count)).astype(int))
         padded = np.pad(speech, (0, max(0, starts[-1] * hop + size - len(speech))))
         pieces = np.stack([padded[s * hop : s * hop + size] for s in starts]).astype(np.float64)
-        rms = np.sqrt(np.mean(np.square(pieces), axis=1))
-        gain_db = np.where(rms > 0, GE2E_SPEECH_DBFS - 20 * np.log10(np.maximum(rms, 1e-12)), 0.0)
-        power_gain = torch.from_numpy(10 ** (gain_db / 10)).float().to(self.device)
+        level = np.where(pieces.any(axis=1), 20 * np.log10(np.maximum(np.sqrt(np.mean(np.square(pieces), axis=1)), 1e-12)), np.nan)
+        raised = np.nan_to_num(np.maximum(GE2E_TARGET_DBFS - level, 0.0))  # dB: Resemblyzer's rule, per partial
+        to_speech = np.nan_to_num(GE2E_SPEECH_DBFS - np.maximum(level, GE2E_TARGET_DBFS))  # dB from there to the speech level
+        gains = lambda db: torch.from_numpy(10 ** (db / 10)).float().to(self.device)  # power, as the mel is
         with torch.inference_mode():
             mel = self.frontend(torch.from_numpy(padded).to(self.device))[0].T  # (frames, n_mels): power, no log
             units = torch.stack([mel[s : s + GE2E_PARTIAL_FRAMES] for s in starts])
-            return starts * hop, units * power_gain[:, None, None]
+            return starts * hop, units * gains(raised)[:, None, None], gains(to_speech)
 
     def embed_units(self, units: torch.Tensor) -> torch.Tensor:
         """L2-normalised embeddings (n, dim) of partials (n, frames, n_mels), computed in batches of `batch_size`."""

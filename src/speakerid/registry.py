@@ -513,6 +513,25 @@ class Registry:
                                   "WHERE c.name = ?", (encoder,)).fetchall()
         return {i: _vector(blob) for i, blob in rows}
 
+    def replace_base(self, name: str, spec: dict, dim: int, vectors: dict[int, np.ndarray]) -> list[int]:
+        """Make `name` the base encoder, in one transaction: every recording's embedding (`vectors`:
+        recording id -> vector, the new encoder's), the speakers' references; the scoring goes, as it
+        was fitted on the old encoder's scores. Recordings enrolled meanwhile (not in `vectors`) are
+        returned, and the change is refused."""
+        with self._change() as (db, generation):
+            missing = [row[0] for row in db.execute("SELECT id FROM recordings") if row[0] not in vectors]
+            if missing:
+                return missing
+            encoder_id = db.execute("SELECT id FROM encoders WHERE role = 'base'").fetchone()[0]
+            db.execute("UPDATE encoders SET name = ?, spec = ?, dim = ? WHERE id = ?", (name, json.dumps(spec), int(dim), encoder_id))
+            db.executemany("UPDATE embeddings SET vector = ? WHERE recording_id = ? AND encoder_id = ?",
+                           [(_blob(v), recording, encoder_id) for recording, v in vectors.items()])
+            for (speaker_id,) in db.execute("SELECT id FROM speakers").fetchall():
+                self._refresh_references(db, speaker_id)
+            db.execute("UPDATE speakers SET generation = ?", (generation,))
+            db.execute("DELETE FROM meta WHERE key = 'scoring'")
+        return []
+
     def install_adapted(self, name: str, spec: dict, dim: int, weights: bytes, config: dict,
                         vectors: dict[int, np.ndarray], scoring: dict) -> list[int]:
         """Make an adapted encoder the registry's second encoder, in one transaction: its weights and

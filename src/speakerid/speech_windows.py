@@ -2,7 +2,11 @@
 
 GE2E embeds each speech region once, as its 1.6-s partials (`Ge2eEncoder.partials`); a window is
 a partial, or the mean of the partials inside it, so overlapping windows never embed the same
-audio twice. Other encoders (the adapted one, a trained run) embed each window's audio.
+audio twice. It hears the speech twice: every partial as the recording has it (the voices keep
+their levels, which tell them apart: clustering), and every other partial (with the default hop
+of half a partial, they tile the speech once) brought to the speech level enrollment is heard at
+(naming); a window is named by the levelled partials inside it, or the nearest one. Other
+encoders (the adapted one, a trained run) embed each window's audio once.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class Embedded:
 
     spans: list[tuple[float, float]]  # the windows, (start, end) seconds
     parts: list[np.ndarray]  # per encoder (base first), the windows' (windows, dim) L2-normalised embeddings
+    named: list[np.ndarray]  # the same to score against enrolled speakers (GE2E's at the speech level)
     units: list[tuple[np.ndarray, np.ndarray]]  # per encoder, the finest pieces it embedded: (n, 2) spans and (n, dim)
     # embeddings (GE2E's partials; another encoder's windows); frames are labelled with these
 
@@ -52,9 +57,9 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
     by every encoder of a VoiceRegistry.
 
     GE2E embeds each region once, as partials of 1.6 s every `config.hop` seconds
-    (`Ge2eEncoder.partials`); a window's embedding is the mean of the partials lying inside it (the
-    partial nearest its middle when none fits: a window shorter than a partial). Other encoders embed
-    the windows' audio. Regions go in order, in batches of `config.batch` partials or windows, so
+    (`Ge2eEncoder.partials`), each at the level it has and every other one also at the speech level; a
+    window's embedding is the mean of the partials lying inside it (the partial nearest its middle
+    when none fits: a window shorter than a partial). Other encoders embed the windows' audio. Regions go in order, in batches of `config.batch` partials or windows, so
     memory holds one batch beside the embeddings; `advance` is told each second of the recording done.
     """
     import torch
@@ -66,11 +71,14 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
     pending: list[list] = [[] for _ in encoders]  # per encoder: partials, or windows' audio, waiting for a batch
     waiting = [0] * len(encoders)  # how many partials or windows that is
     done: list[list[np.ndarray]] = [[] for _ in encoders]
+    levelled: list[np.ndarray] = []  # every other GE2E partial, at the speech level
+    levelled_pieces: list[np.ndarray] = []  # their (n, 2) spans
 
     def flush(k: int) -> None:
         if pending[k]:
             if hasattr(encoders[k], "partials"):
-                done[k].append(encoders[k].embed_units(torch.cat(pending[k])).cpu().numpy())
+                done[k].append(encoders[k].embed_units(torch.cat([u for u, _ in pending[k]])).cpu().numpy())
+                levelled.append(encoders[k].embed_units(torch.cat([u[::2] * g[::2, None, None] for u, g in pending[k]])).cpu().numpy())
             else:
                 done[k].append(encoders[k].embed_many(pending[k]))
             pending[k], waiting[k] = [], 0
@@ -81,10 +89,11 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
         spans += windows
         for k, encoder in enumerate(encoders if windows else []):
             if hasattr(encoder, "partials"):
-                starts, units = encoder.partials(to_float32(audio[round(start * rate) : round(end * rate)]), config.hop)
+                starts, units, gains = encoder.partials(to_float32(audio[round(start * rate) : round(end * rate)]), config.hop)
                 first = start + starts / rate
                 partials.append(np.stack([first, np.minimum(first + encoder.partial_samples / rate, end)], axis=1))
-                pending[k].append(units)
+                levelled_pieces.append(partials[-1][::2])
+                pending[k].append((units, gains))
                 waiting[k] += len(units)
             else:
                 pending[k] += [to_float32(audio[round(s * rate) : round(e * rate)]) for s, e in windows]
@@ -97,15 +106,17 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
         flush(k)
     advance(int(len(audio) / rate) - reported)
     window_spans = np.array(spans, dtype=np.float64).reshape(-1, 2)
-    result = Embedded(spans, [], [])
+    result = Embedded(spans, [], [], [])
     for k, encoder in enumerate(encoders):
         vectors = np.concatenate(done[k]) if done[k] else np.zeros((0, encoder.dim), np.float32)
         if hasattr(encoder, "partials") and spans:
             pieces = np.concatenate(partials)
             result.parts.append(_window_means(vectors, pieces, window_spans))
+            result.named.append(_window_means(np.concatenate(levelled), np.concatenate(levelled_pieces), window_spans))
             result.units.append((pieces, vectors))
         else:
             result.parts.append(vectors)
+            result.named.append(vectors)
             result.units.append((window_spans, vectors))
     return result
 

@@ -179,6 +179,10 @@ class VoiceRegistry:
         base_record = next((r for r in records if r.role != ADAPTED), None)
         if self.model is None:
             base = load_encoder(None, self.device) if base_record is None else encoder_from_spec(base_record.spec, self.device)
+            if base_record is not None and base.name != base_record.name:
+                raise RegistryError(f"{self.registry.path} was enrolled with {base_record.name}, which this speakerid replaced "
+                                    f"with {base.name}; re-embed its stored audio with `speakerid upgrade-registry "
+                                    f"{self.registry.path}`, then calibrate again")
         else:
             base = load_encoder(self.model, self.device)
             if base_record is not None and base.name != base_record.name:
