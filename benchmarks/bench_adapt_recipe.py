@@ -424,7 +424,8 @@ def main() -> None:
         data = split(protocol)
         (CACHE / name).mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        ge2e = Embeddings(Ge2eEncoder("cpu"), data, protocol, CACHE / name / "ge2e.npz")
+        pretrained = Ge2eEncoder("cpu")
+        ge2e = Embeddings(pretrained, data, protocol, CACHE / name / f"{pretrained.name.replace('/', '_')}.npz")
         print(f"{name}: GE2E embeddings ready ({time.perf_counter() - started:.0f} s)", flush=True)
         rows = []
         last = None

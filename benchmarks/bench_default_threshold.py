@@ -39,8 +39,8 @@ CLIPS = (3.0, 5.0, 10.0)
 
 
 def embed_all(encoder: Ge2eEncoder, items: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
-    """Embeddings of every clip (key -> audio), cached by `name`; clips GE2E cannot embed are left out."""
-    cache = CACHE / f"{name}.npz"
+    """Embeddings of every clip (key -> audio), cached by `name` and the encoder; clips GE2E cannot embed are left out."""
+    cache = CACHE / f"{name}-{encoder.name.replace('/', '_')}.npz"
     if cache.is_file():
         stored = np.load(cache)
         return {k: stored[k] for k in stored.files}

@@ -77,11 +77,11 @@ print(json.dumps({"speakers": len(names), "open": opened, "encoders": encoders, 
 """
 
 
-def build(size: int, real_rows: list[tuple[str, np.ndarray, np.ndarray]]) -> Path:
-    """A registry of the real speakers plus random ones up to `size`, cached between runs."""
+def build(size: int, real_rows: list[tuple[str, np.ndarray, np.ndarray]], encoder: str) -> Path:
+    """A registry of the real speakers (embedded by `encoder`) plus random ones up to `size`, cached between runs."""
     from speakerid.registry import Registry, encode_audio
 
-    path = CACHE / f"registry-{size}.db"
+    path = CACHE / f"registry-{size}-{encoder.replace('/', '_')}.db"
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -95,8 +95,8 @@ def build(size: int, real_rows: list[tuple[str, np.ndarray, np.ndarray]]) -> Pat
     rng = np.random.default_rng(size)
     silence = encode_audio(np.zeros(1600, dtype=np.int16))
     with db:
-        db.execute("INSERT INTO encoders (id, name, role, spec, dim, created) VALUES (1, 'ge2e/resemblyzer-0.1.4', 'base', "
-                   "'{\"kind\": \"ge2e\"}', 256, 'now')")
+        db.execute("INSERT INTO encoders (id, name, role, spec, dim, created) VALUES (1, ?, 'base', '{\"kind\": \"ge2e\"}', 256, "
+                   "'now')", (encoder,))
         rows = []
         for i in range(size):
             if i < len(real_rows):
@@ -161,7 +161,7 @@ def main() -> None:
           f"{torch.__version__}, torch threads {torch.get_num_threads()}; {args.queries} queries of 5 s per size")
     rows = []
     for size in sizes:
-        path = build(size, real_rows)
+        path = build(size, real_rows, encoder.name)
         out = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(queries)], capture_output=True, text=True)
         if out.returncode:
             sys.exit(out.stderr)
