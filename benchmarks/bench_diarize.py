@@ -13,6 +13,7 @@ under the registry's threshold for 1.6 s; windows the encoder finds no speech in
 each 0.1-s frame takes the label of the window centred nearest to it.
 
 `--dev` runs on other meetings (other speakers, another seed): the ones the settings were chosen on.
+`--utterances N` keeps each speaker's first N utterances: short meetings and calls (about 30 s for 2).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_diarize.py --meetings 12
 """
@@ -20,6 +21,7 @@ each 0.1-s frame takes the label of the window centred nearest to it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import platform
@@ -31,7 +33,7 @@ import torch
 
 from speakerid.der import UNKNOWN_PREFIX, DerResult, Turn, diarization_error, named_error
 from speakerid.diarize import DiarizeConfig, diarize_audio, scores_of
-from speakerid.meetings import build_meeting, plan_meetings
+from speakerid.meetings import MeetingPlan, build_meeting, plan_meetings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "so125"
@@ -105,6 +107,17 @@ def baseline(voices, audio: np.ndarray, window: float = 1.6, step: float = 0.4, 
     return turns
 
 
+def shortened(plan: MeetingPlan, utterances: int) -> MeetingPlan:
+    """The meeting with each speaker's first `utterances` utterances only, in the same order."""
+    spoken: dict[str, int] = {}
+    kept = []
+    for speaker, path in plan.utterances:
+        spoken[speaker] = spoken.get(speaker, 0) + 1
+        if spoken[speaker] <= utterances:
+            kept.append((speaker, path))
+    return dataclasses.replace(plan, utterances=kept)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meetings", type=int, default=12)
@@ -114,6 +127,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="the contenders to run")
     parser.add_argument("--repeat", type=int, default=1, help="time each contender this many times (median)")
     parser.add_argument("--set", action="append", default=[], help="a DiarizeConfig field, as NAME=VALUE")
+    parser.add_argument("--utterances", type=int, default=None, help="keep each speaker's first N utterances (short meetings)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, no GPU used; torch threads 1; "
@@ -126,6 +140,8 @@ def main() -> None:
     calibration = sorted(p.name for p in DATA.iterdir() if p.is_dir() and p.name not in test_speakers | dev_speakers)
     if args.dev:
         enrollment, plans = dev_enrollment, dev_plans
+    if args.utterances is not None:
+        plans = [shortened(p, args.utterances) for p in plans]
     if args.strangers != 1 and not args.dev:
         parser.error("--strangers changes the dev meetings only: the test meetings have one stranger each")
     tag = f"{'dev' if args.dev else 'test'}-{args.seed}-{args.meetings}" + (f"-{args.strangers}" if args.strangers != 1 else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -47,6 +48,24 @@ def test_meeting_gets_names_and_a_stranger(meeting):
     # smoothing: no flicker of sub-second turns between speakers
     assert np.median([t.end - t.start for t in turns]) > 1.0
     assert {s["speaker"] for s in result.speakers} == labels
+
+
+def test_a_short_call_keeps_its_stranger(meeting, so125):
+    """The same voices, two sentences each (17 s): the stranger speaks 5.6 s, under the 8 s below which a
+    voice nobody enrolled joins the closest one in a long meeting, but a fifth of this call's speech."""
+    _, voices, _ = meeting
+    _, [plan] = plan_meetings(so125, 1, enrolled=2, strangers=1, seed=3)
+    spoken, kept = {}, []
+    for speaker, path in plan.utterances:
+        spoken[speaker] = spoken.get(speaker, 0) + 1
+        kept += [(speaker, path)] if spoken[speaker] <= 2 else []
+    call = build_meeting(dataclasses.replace(plan, utterances=kept))
+    stranger = sum(t.end - t.start for t in call.turns if t.speaker in call.strangers)
+    assert 4 < stranger < DiarizeConfig().min_stranger_seconds
+    labels = {t.speaker for t in diarize_audio(voices, call.audio).turns}
+    assert labels == set(call.enrolled) | {"unknown-1"}
+    joined = diarize_audio(voices, call.audio, config=DiarizeConfig(min_stranger_share=1.0))  # the long meetings' rule alone
+    assert {t.speaker for t in joined.turns} == set(call.enrolled)
 
 
 def test_nobody_enrolled_everyone_unknown(meeting, tmp_path):

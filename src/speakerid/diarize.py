@@ -18,7 +18,9 @@ The pipeline, with its settings in `DiarizeConfig` (chosen on dev meetings: docs
    best enrolled speaker names it when that score reaches the registry's identification
    threshold for the seconds of speech the cluster covers (`Scoring.decision`: calibrate
    measures how scores grow with the length of the audio); clusters taking the same name merge;
-   an unnamed cluster with less than `min_stranger_seconds` of speech joins the closest voice;
+   an unnamed cluster with less than `min_stranger_seconds` of speech, or less than
+   `min_stranger_share` of the recording's speech when that is less (a short call), joins the
+   closest voice;
    the others become `unknown-1`, `unknown-2`, ... in order of appearance;
 6. every `frame` seconds of speech is scored against each voice's centroid (per encoder, the
    mean cosine of the units covering it: GE2E's partials, another encoder's windows), and a
@@ -59,7 +61,8 @@ class DiarizeConfig:
     hop: float = 0.8  # seconds between window starts (and between GE2E's partials)
     min_window: float = 0.5  # speech regions shorter than this are left unlabelled
     max_speakers: int = 10  # the most voices clustering may find in one recording
-    min_stranger_seconds: float = 8.0  # a stranger with less speech joins the closest voice
+    min_stranger_seconds: float = 8.0  # a stranger with less speech joins the closest voice...
+    min_stranger_share: float = 0.2  # ... or with less than this share of the recording's speech, when that is less
     min_cluster_windows: int = 2  # smaller clusters join the nearest larger one
     frame: float = 0.1  # seconds per label decision
     switch_penalty: float = 0.3  # summed frame score a change of speaker must win back
@@ -196,10 +199,11 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, spans: list[tuple
         accepted = scored.decision(_covered([spans[i] for i in rows])).accepts(score)
         names[c] = scored.names[top] if accepted is not False else None
     # a stranger with too little speech to stand on its own is a piece of the closest voice
+    smallest = min(config.min_stranger_seconds, config.min_stranger_share * _covered(spans))
     mean = lambda c: unit(scored.embeddings[clusters == c].mean(axis=0))
     for c in [c for c in big if names[c] is None]:
         others = [o for o in big if o != c]
-        if others and _covered([spans[i] for i in np.flatnonzero(clusters == c)]) < config.min_stranger_seconds:
+        if others and _covered([spans[i] for i in np.flatnonzero(clusters == c)]) < smallest:
             closest = max(others, key=lambda o: float(mean(c) @ mean(o)))
             clusters[clusters == c] = closest
             big.remove(c)
