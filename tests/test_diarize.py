@@ -12,8 +12,8 @@ import soundfile as sf
 
 from speakerid.audio import SAMPLE_RATE, load_pcm16, write_wav
 from speakerid.der import diarization_error, named_error, read_rttm, write_rttm
-from speakerid.diarize import DiarizeConfig, diarize, diarize_audio
-from speakerid.speech_windows import windows_in
+from speakerid.diarize import DiarizeConfig, _split_enrolled, diarize, diarize_audio, scores_of
+from speakerid.speech_windows import embed_windows, windows_in
 from speakerid.errors import SpeakerIdError
 from speakerid.meetings import build_meeting, plan_meetings
 from speakerid.voices import VoiceRegistry
@@ -66,6 +66,24 @@ def test_a_short_call_keeps_its_stranger(meeting, so125):
     assert labels == set(call.enrolled) | {"unknown-1"}
     joined = diarize_audio(voices, call.audio, config=DiarizeConfig(min_stranger_share=1.0))  # the long meetings' rule alone
     assert {t.speaker for t in joined.turns} == set(call.enrolled)
+
+
+def test_an_enrolled_voice_merged_into_another_is_taken_back_out(meeting):
+    """Clustering's mistake made by hand: both enrolled voices' windows in one cluster named after the first.
+    The second voice's windows (closest to it, together past its threshold) become its own again."""
+    _, voices, mixed = meeting
+    first, second = mixed.enrolled
+    turns = [t for t in mixed.turns if t.speaker in mixed.enrolled]
+    embedded = embed_windows(voices, mixed.audio, [(t.start, t.end) for t in turns], DiarizeConfig())
+    scored = scores_of(voices, embedded.parts, None, embedded.named)
+    owner = [next(t.speaker for t in turns if t.start <= (s + e) / 2 <= t.end) for s, e in embedded.spans]
+    clusters = np.zeros(len(owner), dtype=int)
+    names, best = {0: first}, {0: (first, 1.0)}
+    _split_enrolled(scored, clusters, [0], names, best, embedded.spans, DiarizeConfig().split_seconds)
+    label = np.array([names[c] for c in clusters])
+    owner = np.array(owner)
+    assert np.mean(label[owner == second] == second) > 0.8 and np.mean(label[owner == first] == first) > 0.8
+    assert set(names.values()) == {first, second}
 
 
 def test_nobody_enrolled_everyone_unknown(meeting, tmp_path):

@@ -17,7 +17,10 @@ The pipeline, with its settings in `DiarizeConfig` (chosen on dev meetings: docs
 5. each cluster is named: its mean embedding is scored against the references (fused), and the
    best enrolled speaker names it when that score reaches the registry's identification
    threshold for the seconds of speech the cluster covers (`Scoring.decision`: calibrate
-   measures how scores grow with the length of the audio); clusters taking the same name merge;
+   measures how scores grow with the length of the audio); a cluster's windows whose closest
+   enrolled speaker is another one become that speaker's when, together, they cover `split_seconds`
+   and reach its threshold (clustering merges voices with few windows; enrollment still tells
+   them apart); clusters taking the same name merge;
    an unnamed cluster with less than `min_stranger_seconds` of speech, or less than
    `min_stranger_share` of the recording's speech when that is less (a short call), joins the
    closest voice;
@@ -64,6 +67,7 @@ class DiarizeConfig:
     min_stranger_seconds: float = 8.0  # a stranger with less speech joins the closest voice...
     min_stranger_share: float = 0.2  # ... or with less than this share of the recording's speech, when that is less
     min_cluster_windows: int = 2  # smaller clusters join the nearest larger one
+    split_seconds: float = 4.0  # a voice's windows closest to another enrolled speaker, this long together, may split off
     frame: float = 0.1  # seconds per label decision
     switch_penalty: float = 0.3  # summed frame score a change of speaker must win back
     merge_gap: float = 1.0  # one speaker's turns less than this apart become one (pauses inside a sentence)
@@ -198,6 +202,8 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, spans: list[tuple
         # the name is decided on all of the cluster's speech, at the threshold for that much audio
         accepted = scored.decision(_covered([spans[i] for i in rows])).accepts(score)
         names[c] = scored.names[top] if accepted is not False else None
+    if scored.names:
+        _split_enrolled(scored, clusters, big, names, best, spans, config.split_seconds)
     # a stranger with too little speech to stand on its own is a piece of the closest voice
     smallest = min(config.min_stranger_seconds, config.min_stranger_share * _covered(spans))
     mean = lambda c: unit(scored.embeddings[clusters == c].mean(axis=0))
@@ -221,6 +227,30 @@ def _name_clusters(scored: WindowScores, clusters: np.ndarray, spans: list[tuple
             entry["score"] = round(max(score, entry["score"] if entry["score"] is not None else -1.0), 4)
         labels[clusters == c] = label
     return labels, info
+
+
+def _split_enrolled(scored: WindowScores, clusters: np.ndarray, big: list[int], names: dict, best: dict,
+                    spans: list[tuple[float, float]], seconds: float) -> None:
+    """Enrolled voices that clustering merged into another voice, taken back out (in place): the windows of a
+    cluster whose closest enrolled speaker is not the cluster's name become a cluster of that speaker when
+    they cover at least `seconds` and, together, reach its threshold for that much speech. In short calls
+    a voice has few windows and clustering merges it into a neighbour; enrollment still knows it."""
+    fresh = int(clusters.max()) + 1
+    for c in list(big):
+        rows = np.flatnonzero(clusters == c)
+        closest = np.argmax(scored.scoring.fusion.fuse(scored.cosines[rows]), axis=1)
+        own = scored.names.index(names[c]) if names[c] is not None else -1
+        for speaker in np.unique(closest):
+            part = rows[closest == speaker]
+            if speaker == own or len(part) == len(rows):
+                continue
+            covered = _covered([spans[i] for i in part])
+            score = float(scored.group_scores(part)[speaker])
+            if covered >= seconds and scored.decision(covered).accepts(score):
+                clusters[part] = fresh
+                names[fresh], best[fresh] = scored.names[speaker], (scored.names[speaker], score)
+                big.append(fresh)
+                fresh += 1
 
 
 def _covered(spans: list[tuple[float, float]]) -> float:
