@@ -19,8 +19,8 @@ The pipeline, with its settings in `DiarizeConfig` (chosen on dev meetings: docs
    threshold for the seconds of speech the cluster covers (`Scoring.decision`: calibrate
    measures how scores grow with the length of the audio); a cluster's windows whose closest
    enrolled speaker is another one become that speaker's when, together, they cover `split_seconds`
-   and reach its threshold (clustering merges voices with few windows; enrollment still tells
-   them apart); clusters taking the same name merge;
+   and reach its threshold for the whole cluster's speech (clustering merges voices with few
+   windows; enrollment still tells them apart); clusters taking the same name merge;
    an unnamed cluster with less than `min_stranger_seconds` of speech, or less than
    `min_stranger_share` of the recording's speech when that is less (a short call), joins the
    closest voice;
@@ -233,20 +233,23 @@ def _split_enrolled(scored: WindowScores, clusters: np.ndarray, big: list[int], 
                     spans: list[tuple[float, float]], seconds: float) -> None:
     """Enrolled voices that clustering merged into another voice, taken back out (in place): the windows of a
     cluster whose closest enrolled speaker is not the cluster's name become a cluster of that speaker when
-    they cover at least `seconds` and, together, reach its threshold for that much speech. In short calls
-    a voice has few windows and clustering merges it into a neighbour; enrollment still knows it."""
+    they cover at least `seconds` and, together, reach its threshold for all of the cluster's speech (they
+    were picked from all of it for being closest to that speaker, which flatters them: a find within that
+    much audio). In short calls a voice has few windows and clustering merges it into a neighbour;
+    enrollment still knows it."""
     fresh = int(clusters.max()) + 1
     for c in list(big):
         rows = np.flatnonzero(clusters == c)
         closest = np.argmax(scored.scoring.fusion.fuse(scored.cosines[rows]), axis=1)
         own = scored.names.index(names[c]) if names[c] is not None else -1
+        bar = scored.decision(_covered([spans[i] for i in rows]))
         for speaker in np.unique(closest):
             part = rows[closest == speaker]
             if speaker == own or len(part) == len(rows):
                 continue
             covered = _covered([spans[i] for i in part])
             score = float(scored.group_scores(part)[speaker])
-            if covered >= seconds and scored.decision(covered).accepts(score):
+            if covered >= seconds and bar.accepts(score):
                 clusters[part] = fresh
                 names[fresh], best[fresh] = scored.names[speaker], (scored.names[speaker], score)
                 big.append(fresh)
