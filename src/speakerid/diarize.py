@@ -7,8 +7,9 @@ The pipeline, with its settings in `DiarizeConfig` (chosen on dev meetings: docs
    inside them (a shorter region is one window), embedded by every encoder of the registry.
    GE2E embeds each region once, as its 1.6-s partials every `hop` seconds: with the default
    1.6-s window a window is a partial, and a longer window is the mean of the partials inside it.
-   It hears each partial twice: at the level the recording has (the voices' levels help tell them
-   apart) for clustering, and at the speech level enrollment is heard at for naming;
+   It hears them twice: every partial at the level the recording has (the voices' levels help tell
+   them apart) for clustering, and every other one at the speech level enrollment is heard at for
+   naming;
 3. `scores_of`: each window is scored against every enrolled speaker's references. With two
    encoders (after `speakerid adapt`), a window's embedding for clustering is both encoders'
    embeddings weighed as the registry's fusion weighs their scores;
