@@ -28,16 +28,9 @@ import numpy as np
 import torch
 
 from bench_embed import import_resemblyzer
+from speakerid.calibration import eer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def eer(target: np.ndarray, nontarget: np.ndarray) -> float:
-    levels = np.sort(np.concatenate([target, nontarget]))
-    miss = np.searchsorted(np.sort(target), levels) / len(target)
-    accept = 1 - np.searchsorted(np.sort(nontarget), levels) / len(nontarget)
-    i = int(np.argmin(np.abs(miss - accept)))
-    return float((miss[i] + accept[i]) / 2)
 
 
 def evaluate(embeddings: list[np.ndarray], enrolled: int, rotations: int) -> tuple[float, float]:
@@ -53,7 +46,7 @@ def evaluate(embeddings: list[np.ndarray], enrolled: int, rotations: int) -> tup
         own = np.zeros(scores.shape, bool)
         own[np.arange(len(truth)), truth] = True
         tops.append(np.mean(scores.argmax(axis=1) == truth))
-        eers.append(eer(scores[own], scores[~own]))
+        eers.append(eer(scores[own], scores[~own])[0])
     return float(np.mean(tops)), float(np.mean(eers))
 
 

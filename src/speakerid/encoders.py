@@ -293,9 +293,10 @@ class Ge2eEncoder(Encoder):
         starts = np.unique(np.round(np.linspace(0, last, count)).astype(int))
         padded = np.pad(speech, (0, max(0, starts[-1] * hop + size - len(speech))))
         pieces = np.stack([padded[s * hop : s * hop + size] for s in starts]).astype(np.float64)
-        level = np.where(pieces.any(axis=1), 20 * np.log10(np.maximum(np.sqrt(np.mean(np.square(pieces), axis=1)), 1e-12)), np.nan)
-        raised = np.nan_to_num(np.maximum(GE2E_TARGET_DBFS - level, 0.0))  # dB: Resemblyzer's rule, per partial
-        to_speech = np.nan_to_num(GE2E_SPEECH_DBFS - np.maximum(level, GE2E_TARGET_DBFS))  # dB from there to the speech level
+        rms = np.sqrt(np.mean(np.square(pieces), axis=1))
+        level = 20 * np.log10(np.maximum(rms, 1e-12))  # dBFS; a silent partial gains nothing either way
+        raised = np.where(rms > 0, np.maximum(GE2E_TARGET_DBFS - level, 0.0), 0.0)  # dB: Resemblyzer's rule, per partial
+        to_speech = np.where(rms > 0, GE2E_SPEECH_DBFS - np.maximum(level, GE2E_TARGET_DBFS), 0.0)  # dB on to the speech level
         gains = lambda db: torch.from_numpy(10 ** (db / 10)).float().to(self.device)  # power, as the mel is
         with torch.inference_mode():
             mel = self.frontend(torch.from_numpy(padded).to(self.device))[0].T  # (frames, n_mels): power, no log

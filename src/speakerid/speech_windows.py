@@ -57,10 +57,11 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
     by every encoder of a VoiceRegistry.
 
     GE2E embeds each region once, as partials of 1.6 s every `config.hop` seconds
-    (`Ge2eEncoder.partials`), each at the level it has and every other one also at the speech level; a
-    window's embedding is the mean of the partials lying inside it (the partial nearest its middle
-    when none fits: a window shorter than a partial). Other encoders embed the windows' audio. Regions go in order, in batches of `config.batch` partials or windows, so
-    memory holds one batch beside the embeddings; `advance` is told each second of the recording done.
+    (`Ge2eEncoder.partials`), each at the level it has and every other one also at the speech
+    level; a window's embedding is the mean of the partials lying inside it (the partial nearest
+    its middle when none fits: a window shorter than a partial). Other encoders embed the windows'
+    audio. Regions go in order, in batches of `config.batch` partials or windows, so memory holds
+    one batch beside the embeddings; `advance` is told each second of the recording done.
     """
     import torch
 
@@ -77,8 +78,10 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
     def flush(k: int) -> None:
         if pending[k]:
             if hasattr(encoders[k], "partials"):
-                done[k].append(encoders[k].embed_units(torch.cat([u for u, _ in pending[k]])).cpu().numpy())
-                levelled.append(encoders[k].embed_units(torch.cat([u[::2] * g[::2, None, None] for u, g in pending[k]])).cpu().numpy())
+                units = torch.cat([u for u, _ in pending[k]])
+                naming = torch.cat([u[::2] * g[::2, None, None] for u, g in pending[k]])  # every other one, levelled
+                done[k].append(encoders[k].embed_units(units).cpu().numpy())
+                levelled.append(encoders[k].embed_units(naming).cpu().numpy())
             else:
                 done[k].append(encoders[k].embed_many(pending[k]))
             pending[k], waiting[k] = [], 0
