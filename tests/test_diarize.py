@@ -10,12 +10,12 @@ import pytest
 from conftest import fixed_threshold
 import soundfile as sf
 
-from speakerid.audio import SAMPLE_RATE, load_pcm16, write_wav
+from speakerid.audio import SAMPLE_RATE, load_audio, load_pcm16, write_wav
 from speakerid.der import diarization_error, named_error, read_rttm, write_rttm
 from speakerid.diarize import DiarizeConfig, _split_enrolled, diarize, diarize_audio, scores_of
 from speakerid.speech_windows import embed_windows, windows_in
 from speakerid.errors import SpeakerIdError
-from speakerid.meetings import build_meeting, plan_meetings
+from speakerid.meetings import PAUSE_SECONDS, build_meeting, plan_meetings, speech_spans, trim_silence
 from speakerid.voices import VoiceRegistry
 
 
@@ -33,6 +33,21 @@ def meeting(so125, tmp_path_factory):
     write_rttm(root / "truth.rttm", {"meeting": mixed.turns})
     yield root, voices, mixed
     voices.close()
+
+
+def test_reference_turns_break_at_pauses_of_0_3_s(so125):
+    """The truth the meetings are scored against: a sentence is split where its speaker pauses 0.3 s or more."""
+    sentence = trim_silence(load_audio(sorted(so125.glob("so0005/*.flac"))[0]))
+    quiet = np.random.default_rng(0).standard_normal
+    joined = [np.concatenate([sentence, quiet(round(p * SAMPLE_RATE)).astype(np.float32) * 1e-4, sentence])
+              for p in (0.2, 0.5)]
+    short, long = (speech_spans(a) for a in joined)
+    whole = speech_spans(sentence)
+    assert short[0][0] == pytest.approx(whole[0][0]) and short[-1][1] == pytest.approx(len(joined[0]) / SAMPLE_RATE, abs=0.02)
+    assert len(short) == 2 * len(whole) - 1  # a 0.2-s pause is no break
+    assert len(long) == 2 * len(whole)  # a 0.5-s pause is
+    gaps = [b[0] - a[1] for a, b in zip(long, long[1:])]
+    assert min(gaps) >= PAUSE_SECONDS and max(gaps) == pytest.approx(0.5, abs=0.05)
 
 
 def test_meeting_gets_names_and_a_stranger(meeting):
@@ -100,10 +115,11 @@ def test_no_speech_and_one_speaker(meeting):
     silence = (np.random.default_rng(0).standard_normal(10 * SAMPLE_RATE) * 1e-3).astype(np.float32)
     result = diarize_audio(voices, silence)
     assert result.turns == [] and result.notes[-1] == "no speech found"
-    first = mixed.turns[0]
-    alone = mixed.audio[: int((first.end + 0.3) * SAMPLE_RATE)]
+    speaker = mixed.turns[0].speaker
+    until = next(t.start for t in mixed.turns if t.speaker != speaker)  # the first utterance's turns end before it
+    alone = mixed.audio[: int(until * SAMPLE_RATE)]
     single = diarize_audio(voices, alone)
-    expected = first.speaker if first.speaker in mixed.enrolled else "unknown-1"
+    expected = speaker if speaker in mixed.enrolled else "unknown-1"
     assert {t.speaker for t in single.turns} == {expected}
 
 

@@ -71,7 +71,7 @@ class DiarizeConfig:
     split_seconds: float = 4.0  # a voice's windows closest to another enrolled speaker, this long together, may split off
     frame: float = 0.1  # seconds per label decision
     switch_penalty: float = 0.3  # summed frame score a change of speaker must win back
-    merge_gap: float = 1.0  # one speaker's turns less than this apart become one (pauses inside a sentence)
+    merge_gap: float = 0.3  # one speaker's turns less than this apart become one (a shorter pause is no turn break)
     batch: int = 128  # partials or windows embedded at once
 
     def __post_init__(self):
