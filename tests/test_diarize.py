@@ -123,6 +123,17 @@ def test_no_speech_and_one_speaker(meeting):
     assert {t.speaker for t in single.turns} == {expected}
 
 
+def test_a_pause_breaks_a_turn(meeting):
+    _, voices, mixed = meeting
+    speaker = next(s for s in mixed.enrolled)
+    turn = max((t for t in mixed.turns if t.speaker == speaker), key=lambda t: t.end - t.start)
+    speech = mixed.audio[int(turn.start * SAMPLE_RATE) : int(turn.end * SAMPLE_RATE)]
+    pause = (np.random.default_rng(0).standard_normal(int(0.4 * SAMPLE_RATE)) * 1e-4).astype(np.float32)
+    turns = diarize_audio(voices, np.concatenate([speech, pause, speech, pause, speech])).turns
+    gaps = [b.start - a.end for a, b in zip(turns, turns[1:])]
+    assert {t.speaker for t in turns} == {speaker} and sum(g > 0.3 for g in gaps) == 2, turns
+
+
 def test_int16_samples_diarize_as_their_float_values(meeting):
     root, voices, _ = meeting
     pcm, _, _ = load_pcm16(root / "meeting.wav")  # what `diarize` keeps of a file: half the memory of float32
