@@ -5,7 +5,8 @@ conditions: as mixed (faint -60 dBFS noise floor), noisy (white noise at -36 dBF
 under the speech), quiet (the whole meeting 30 dB lower) and noise alone (no speech at all).
 webrtcvad hears the same level-raised audio and makes regions with the same rules. Each detector's regions are compared with the reference speech (the union of the turns) on a
 10-ms grid: missed speech and false alarm as shares of the reference speech, and for noise
-alone, seconds of false alarm per minute. The shipped TorchScript model is run too (when
+alone, seconds of false alarm per minute. "0.2-s pauses cut": the same probabilities made into regions that end
+after 0.2 s without speech, where `diarize` cuts its turns (its embedded regions use the default 0.3 s). The shipped TorchScript model is run too (when
 loadable) only to check that the rebuilt network agrees with it.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_vad.py --meetings 6
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from speakerid import vad
+from speakerid.diarize import DiarizeConfig
 from speakerid.meetings import build_meeting, plan_meetings
 from speakerid.vad import FRAME, FRAME_SECONDS, VadConfig, VoiceDetector, level_gain_db, regions_from_probabilities
 
@@ -101,9 +103,11 @@ def main() -> None:
         "noise alone (-36 dBFS)": lambda a: (rng.standard_normal(len(a)) * 10 ** (-36 / 20)).astype(np.float32),
     }
     silero_defaults = VadConfig(threshold=0.5, neg_threshold=0.35, min_silence=0.1, pad=0.03)
+    turn_cut = VadConfig(min_silence=DiarizeConfig().turn_pause)  # where diarize cuts its turns
     raised = lambda a: a * np.float32(10 ** (level_gain_db(a) / 20))  # the level speakerid.vad brings audio to
     contenders = {
         "silero (speakerid.vad)": lambda a: detector.regions(a),
+        "silero, 0.2-s pauses cut": lambda a: regions_from_probabilities(detector.probabilities(a), len(a) / 16000, turn_cut),
         "silero, Silero's rules": lambda a: regions_from_probabilities(detector.probabilities(a), len(a) / 16000, silero_defaults),
         "silero, no level gain": lambda a: regions_from_probabilities(probabilities_as_is(a), len(a) / 16000, config),
         "webrtcvad mode 1": lambda a: webrtc_regions(raised(a), 1, config),
