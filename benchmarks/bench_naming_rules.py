@@ -33,15 +33,15 @@ import torch
 from bench_diarize import CACHE, DATA
 from speakerid.calibration import fit_scoring, gather_trials
 from speakerid.der import DerResult, diarization_error, named_error
-from speakerid import diarize as diarize_module
-from speakerid.diarize import _covered, diarize_audio
+from speakerid import naming
+from speakerid.diarize import diarize_audio
 from speakerid.meetings import build_meeting, plan_meetings
 from speakerid.voices import VoiceRegistry
 
 
 def spy_on_clusters(found: list[dict]):
     """Wrap diarize's cluster naming so that each named cluster's scores land in `found`."""
-    name_clusters = diarize_module._name_clusters
+    name_clusters = naming.name_clusters
 
     def spying(scored, clusters, spans, config):
         for c in np.unique(clusters):
@@ -51,13 +51,13 @@ def spy_on_clusters(found: list[dict]):
             group = np.ravel(scored.group_scores(rows))
             order = np.argsort(-group)
             judged = float(scored.scoring.identification(group[None])[1][0])
-            seconds = _covered([spans[i] for i in rows])
+            seconds = naming.covered([spans[i] for i in rows])
             found.append({"spans": [spans[i] for i in rows], "seconds": seconds, "name": scored.names[order[0]],
                           "best": float(group[order[0]]), "second": float(group[order[1]]) if len(order) > 1 else None,
                           "judged": judged, "threshold": scored.decision(seconds).value})
         return name_clusters(scored, clusters, spans, config)
 
-    diarize_module._name_clusters = spying
+    naming.name_clusters = spying
 
 
 def print_clusters(meeting, found: list[dict], enrolled: set[str]) -> None:

@@ -12,10 +12,11 @@ import soundfile as sf
 
 from speakerid.audio import SAMPLE_RATE, load_audio, load_pcm16, write_wav
 from speakerid.der import diarization_error, named_error, read_rttm, write_rttm
-from speakerid.diarize import DiarizeConfig, _split_enrolled, diarize, diarize_audio, scores_of
+from speakerid.diarize import DiarizeConfig, diarize, diarize_audio, scores_of
 from speakerid.speech_windows import embed_windows, windows_in
 from speakerid.errors import SpeakerIdError
 from speakerid.meetings import PAUSE_SECONDS, build_meeting, plan_meetings, speech_spans, trim_silence
+from speakerid.naming import split_enrolled
 from speakerid.voices import VoiceRegistry
 
 
@@ -94,7 +95,7 @@ def test_an_enrolled_voice_merged_into_another_is_taken_back_out(meeting):
     owner = [next(t.speaker for t in turns if t.start <= (s + e) / 2 <= t.end) for s, e in embedded.spans]
     clusters = np.zeros(len(owner), dtype=int)
     names, best = {0: first}, {0: (first, 1.0)}
-    _split_enrolled(scored, clusters, [0], names, best, embedded.spans, DiarizeConfig().split_seconds)
+    split_enrolled(scored, clusters, [0], names, best, embedded.spans, DiarizeConfig().split_seconds)
     label = np.array([names[c] for c in clusters])
     owner = np.array(owner)
     assert np.mean(label[owner == second] == second) > 0.8 and np.mean(label[owner == first] == first) > 0.8

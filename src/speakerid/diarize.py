@@ -15,7 +15,7 @@ The pipeline, with its settings in `DiarizeConfig` (chosen on dev meetings: docs
    embeddings weighed as the registry's fusion weighs their scores;
 4. the windows are clustered by voice (spectral clustering, `speakerid.clustering`), so the
    number of speakers is found, not given (at most `max_speakers`);
-5. each cluster is named: its mean embedding is scored against the references (fused), and the
+5. each cluster is named (`speakerid.naming`): its mean embedding is scored against the references (fused), and the
    best enrolled speaker names it when that score reaches the registry's identification
    threshold for the seconds of speech the cluster covers (`Scoring.decision`: calibrate
    measures how scores grow with the length of the audio); a cluster's windows whose closest
@@ -49,8 +49,9 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from speakerid import naming
 from speakerid.clustering import cluster, unit, viterbi
-from speakerid.der import UNKNOWN_PREFIX, Turn
+from speakerid.der import Turn
 from speakerid.errors import AudioError
 from speakerid.speech_windows import Embedded, embed_windows
 
@@ -176,7 +177,7 @@ def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: Diar
     if not embedded.spans:
         notes.append("no speech found" if not regions else "no stretch of speech long enough to tell who speaks")
         return result
-    labels, info = _name_clusters(scored, cluster(scored.embeddings, config.max_speakers), embedded.spans, config)
+    labels, info = naming.name_clusters(scored, cluster(scored.embeddings, config.max_speakers), embedded.spans, config)
     pauses_out = regions_from_probabilities(probabilities, seconds, VadConfig(min_silence=config.turn_pause))
     result.turns = _within(_turns(embedded, scored, labels, info, regions, config), pauses_out)
     for label, about in info.items():
@@ -185,91 +186,6 @@ def diarize_audio(voices, audio: np.ndarray, name: str = "<audio>", config: Diar
             result.speakers.append({"speaker": label, "seconds": round(sum(t.end - t.start for t in turns), 3),
                                     "turns": len(turns), "enrolled": about["enrolled"], "score": about["score"]})
     return result
-
-
-def _name_clusters(scored: WindowScores, clusters: np.ndarray, spans: list[tuple[float, float]],
-                   config: DiarizeConfig) -> tuple[np.ndarray, dict[str, dict]]:
-    """A label per window (enrolled name or unknown-N), and per label: enrolled, score, closest enrolled speaker."""
-    sizes = np.bincount(clusters)
-    big = [c for c in range(len(sizes)) if sizes[c] >= config.min_cluster_windows] or [int(np.argmax(sizes))]
-    centroids = unit(np.stack([scored.embeddings[clusters == c].mean(axis=0) for c in big]))
-    # windows of tiny clusters join the closest big one
-    clusters = np.where(np.isin(clusters, big), clusters, np.array(big)[np.argmax(unit(scored.embeddings) @ centroids.T, axis=1)])
-    names: dict[int, str | None] = {}
-    best: dict[int, tuple[str | None, float | None]] = {}
-    for c in big:
-        rows = np.flatnonzero(clusters == c)
-        if not scored.names:
-            names[c], best[c] = None, (None, None)
-            continue
-        group = scored.group_scores(rows)
-        choice, evidence = scored.scoring.identification(group)
-        top, score = int(choice[0]), float(evidence[0])
-        best[c] = (scored.names[top], score)
-        # the name is decided on all of the cluster's speech, at the threshold for that much audio
-        accepted = scored.decision(_covered([spans[i] for i in rows])).accepts(score)
-        names[c] = scored.names[top] if accepted is not False else None
-    if scored.names:
-        _split_enrolled(scored, clusters, big, names, best, spans, config.split_seconds)
-    # a stranger with too little speech to stand on its own is a piece of the closest voice
-    smallest = min(config.min_stranger_seconds, config.min_stranger_share * _covered(spans))
-    mean = lambda c: unit(scored.embeddings[clusters == c].mean(axis=0))
-    for c in [c for c in big if names[c] is None]:
-        others = [o for o in big if o != c]
-        if others and _covered([spans[i] for i in np.flatnonzero(clusters == c)]) < smallest:
-            closest = max(others, key=lambda o: float(mean(c) @ mean(o)))
-            clusters[clusters == c] = closest
-            big.remove(c)
-    labels = np.empty(len(clusters), dtype=object)
-    info: dict[str, dict] = {}
-    strangers = 0
-    for c in sorted(big, key=lambda c: int(np.argmax(clusters == c))):  # in order of first appearance
-        label = names[c]
-        if label is None:
-            strangers += 1
-            label = f"{UNKNOWN_PREFIX}{strangers}"
-        closest, score = best[c]
-        entry = info.setdefault(label, {"enrolled": names[c] is not None, "score": None, "closest": closest})
-        if score is not None:
-            entry["score"] = round(max(score, entry["score"] if entry["score"] is not None else -1.0), 4)
-        labels[clusters == c] = label
-    return labels, info
-
-
-def _split_enrolled(scored: WindowScores, clusters: np.ndarray, big: list[int], names: dict, best: dict,
-                    spans: list[tuple[float, float]], seconds: float) -> None:
-    """Enrolled voices that clustering merged into another voice, taken back out (in place): the windows of a
-    cluster whose closest enrolled speaker is not the cluster's name become a cluster of that speaker when
-    they cover at least `seconds` and, together, reach its threshold for all of the cluster's speech (they
-    were picked from all of it for being closest to that speaker, which flatters them: a find within that
-    much audio). In short calls a voice has few windows and clustering merges it into a neighbour;
-    enrollment still knows it."""
-    fresh = int(clusters.max()) + 1
-    for c in list(big):
-        rows = np.flatnonzero(clusters == c)
-        closest = np.argmax(scored.scoring.fusion.fuse(scored.cosines[rows]), axis=1)
-        own = scored.names.index(names[c]) if names[c] is not None else -1
-        bar = scored.decision(_covered([spans[i] for i in rows]))
-        for speaker in np.unique(closest):
-            part = rows[closest == speaker]
-            if speaker == own or len(part) == len(rows):
-                continue
-            covered = _covered([spans[i] for i in part])
-            score = float(scored.group_scores(part)[speaker])
-            if covered >= seconds and bar.accepts(score):
-                clusters[part] = fresh
-                names[fresh], best[fresh] = scored.names[speaker], (scored.names[speaker], score)
-                big.append(fresh)
-                fresh += 1
-
-
-def _covered(spans: list[tuple[float, float]]) -> float:
-    """Seconds of audio the spans cover together (overlapping windows counted once)."""
-    total, reach = 0.0, -np.inf
-    for start, end in sorted(spans):
-        total += max(0.0, end - max(start, reach))
-        reach = max(reach, end)
-    return total
 
 
 def _turns(embedded: Embedded, scored: WindowScores, labels: np.ndarray, info: dict, regions,
