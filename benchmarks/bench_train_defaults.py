@@ -49,8 +49,11 @@ CONTENDERS = {
     "augment": ([], ["--augment"]),
     # the defaults, the corpus holding 7 of the 8 sentences for training (so125 only: no test split to evaluate)
     "7-train": (["--val", "0.125", "--test", "0"], []),
+    # the ECAPA-style tdnn instead of the cnn, the defaults otherwise; and with 7 of the 8 sentences training
+    "tdnn": ([], ["--model", "tdnn"]),
+    "7-train-tdnn": (["--val", "0.125", "--test", "0"], ["--model", "tdnn"]),
 }
-SO125_ONLY = {"7-train"}
+SO125_ONLY = {"7-train", "7-train-tdnn"}
 
 
 def cli(*args: str) -> str:
