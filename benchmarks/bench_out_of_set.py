@@ -55,7 +55,7 @@ def setup(epochs: int) -> tuple[Corpus, Path, list[Path]]:
         prepare(data, CACHE / "corpus", PrepareConfig(chunk_seconds=3), progress=False)
     run = CACHE / f"run-{epochs}"
     if not (run / "config.json").is_file() or "result" not in (run / "config.json").read_text():
-        train(CACHE / "corpus", run, TrainConfig(epochs=epochs, patience=0, seed=0), force=True, progress=False)
+        train(CACHE / "corpus", run, TrainConfig(model="cnn", epochs=epochs, patience=0, seed=0), force=True, progress=False)
     return Corpus.open(CACHE / "corpus"), run, speakers[KNOWN:]
 
 

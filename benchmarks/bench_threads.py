@@ -65,7 +65,7 @@ def setup() -> tuple[Path, Path]:
                     link.symlink_to(f)
         prepare(data, corpus, PrepareConfig(chunk_seconds=3), progress=False)
     if not (run / "model.safetensors").is_file():
-        train(corpus, run, TrainConfig(epochs=1), force=True, progress=False)
+        train(corpus, run, TrainConfig(model="cnn", epochs=1), force=True, progress=False)
     return corpus, run
 
 
@@ -80,7 +80,7 @@ def child(workload: str, threads: int, corpus: Path, run: Path) -> dict:
 
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            result = train(corpus, Path(tmp) / "run", TrainConfig(epochs=2, patience=0), progress=False)
+            result = train(corpus, Path(tmp) / "run", TrainConfig(model="cnn", epochs=2, patience=0), progress=False)
             seconds = time.perf_counter() - started
         return {"seconds": seconds, "items": result.epochs_run, "unit": "epoch"}
     if workload == "identify-run":

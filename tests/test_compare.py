@@ -178,7 +178,7 @@ def test_study_writes_its_report_and_resumes(three_speakers, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(out / "corpora" / "5s", out / "cells" / "5s-mfcc-cnn", TrainConfig(epochs=50, seed=0),
+        train(out / "corpora" / "5s", out / "cells" / "5s-mfcc-cnn", TrainConfig(model="cnn", epochs=50, seed=0),
               force=True, progress=False, on_epoch=interrupt)
     said.clear()
     resumed = compare(three_speakers, out, progress=False, say=said.append, **grid)

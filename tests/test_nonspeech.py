@@ -53,7 +53,7 @@ def run(small_corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("nonspeech") / "run"
     from speakerid.features import FeatureConfig
 
-    train(small_corpus, out, TrainConfig(epochs=2, features=FeatureConfig(n_mfcc=20)), progress=False)
+    train(small_corpus, out, TrainConfig(model="cnn", epochs=2, features=FeatureConfig(n_mfcc=20)), progress=False)
     return out
 
 

@@ -88,7 +88,7 @@ def test_ddp_on_two_cpu_processes(small_corpus, uninterrupted, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "speakerid", "train", str(small_corpus),
-         "--out", str(out), "--epochs", "4", "--patience", "0", "--crop", "off", "-q"],
+         "--out", str(out), "--model", "cnn", "--epochs", "4", "--patience", "0", "--crop", "off", "-q"],
         capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert {p.name for p in out.iterdir()} == {p.name for p in uninterrupted.iterdir() if p.name != "checkpoint.pt.tmp"}

@@ -284,7 +284,7 @@ def _recipe(head: str | None, margin: float | None, scale: float | None, margin_
 def train(
     corpus: Path = typer.Argument(..., help="A corpus made by `speakerid prepare`."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
-    model: str = typer.Option("cnn", help="Model family: cnn, tdnn, lstm or resnet50."),
+    model: str = typer.Option("tdnn", help="Model family: tdnn, cnn, lstm or resnet50."),
     features: str = typer.Option("mfcc", help="Features: mfcc, logmel or spectrogram."),
     n_mfcc: int = typer.Option(40, help="MFCC coefficients (features mfcc)."),
     n_mels: int = typer.Option(64, help="Mel bands (features mfcc and logmel)."),

@@ -47,7 +47,7 @@ def demo(work: str | Path, speakers: int = 8, minutes: float = 2.0, epochs: int 
     corpus = Corpus.open(work / "corpus")
     plot_mfcc_grid(corpus, work / "mfcc.png", seed=seed)
 
-    say(f"4/6 training the default model (cnn) for up to {epochs} epochs")
+    say(f"4/6 training the default model ({TrainConfig().model}) for up to {epochs} epochs")
     train(corpus, work / "run", TrainConfig(epochs=epochs, seed=seed, patience=4), progress=progress)
 
     say("5/6 evaluating on the held-out test recordings")

@@ -39,7 +39,7 @@ LR_SCHEDULES = ("constant", "cosine")
 class TrainConfig:
     """How a model is trained. `options` are the model family's own (see `speakerid.models`)."""
 
-    model: str = "cnn"
+    model: str = "tdnn"
     features: FeatureConfig = field(default_factory=FeatureConfig)
     options: dict = field(default_factory=dict)
     epochs: int = 60

@@ -53,7 +53,8 @@ def test_version():
 def trained(small_corpus, tmp_path_factory) -> Path:
     """A cnn stopped by --max-minutes after its first epoch of 50."""
     out = tmp_path_factory.mktemp("usability") / "run"
-    done = run("train", small_corpus, "--out", out, "--epochs", "50", "--max-minutes", "0.0001", "--n-mfcc", "20")
+    done = run("train", small_corpus, "--out", out, "--epochs", "50", "--max-minutes", "0.0001", "--n-mfcc", "20",
+               "--model", "cnn")
     assert "stopped after epoch 1 of 50: --max-minutes 0.0001 reached" in done.stdout
     assert re.search(r"training cnn .* (\d+)/\1 ", done.stderr), done.stderr  # the bar ends full, not at 1/50 epochs
     return out
