@@ -49,6 +49,7 @@ def test_reference_turns_break_at_pauses_of_0_3_s(so125):
     assert len(long) == 2 * len(whole)  # a 0.5-s pause is
     gaps = [b[0] - a[1] for a, b in zip(long, long[1:])]
     assert min(gaps) >= PAUSE_SECONDS and max(gaps) == pytest.approx(0.5, abs=0.05)
+    assert speech_spans(np.full(SAMPLE_RATE, 0.1, dtype=np.float32)) == []  # a steady sound: no frame over its floor
 
 
 def test_meeting_gets_names_and_a_stranger(meeting):

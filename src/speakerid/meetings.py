@@ -127,6 +127,8 @@ def speech_spans(audio: np.ndarray, pause: float = PAUSE_SECONDS) -> list[tuple[
         return []
     level = 10 * np.log10(np.mean(np.square(audio[: n * TRIM_FRAME].reshape(n, TRIM_FRAME), dtype=np.float64), axis=1) + 1e-20)
     loud = np.flatnonzero(level >= max(level.max() - TRIM_DB, np.percentile(level, 10) + FLOOR_DB))
+    if len(loud) == 0:  # every frame within FLOOR_DB of the floor: a steady sound, no speech
+        return []
     breaks = np.flatnonzero(np.diff(loud) - 1 >= round(pause * SAMPLE_RATE / TRIM_FRAME))
     firsts, lasts = np.r_[loud[0], loud[breaks + 1]], np.r_[loud[breaks], loud[-1]]
     frame = TRIM_FRAME / SAMPLE_RATE
@@ -149,9 +151,9 @@ def build_meeting(plan: MeetingPlan, pause: tuple[float, float] = (0.2, 1.2), ov
     gains = {s: 10 ** ((SPEECH_DBFS + rng.uniform(-gain_db, gain_db)) / 20) for s in speakers}
     pieces, turns, cursor, previous = [], [], 0.5, None
     for speaker, path in plan.utterances:
-        speech = load_audio(path, SAMPLE_RATE)
-        spans = speech_spans(speech) or [(0.0, len(speech) / SAMPLE_RATE)]
-        speech = speech[round(spans[0][0] * SAMPLE_RATE) : round(spans[-1][1] * SAMPLE_RATE)]
+        recorded = load_audio(path, SAMPLE_RATE)
+        spans = speech_spans(recorded) or [(0.0, len(recorded) / SAMPLE_RATE)]
+        speech = trim_silence(recorded)
         speech = speech * (gains[speaker] / max(float(np.sqrt(np.mean(np.square(speech, dtype=np.float64)))), 1e-9))
         seconds = len(speech) / SAMPLE_RATE
         if previous is not None and rng.random() < overlap_share:
