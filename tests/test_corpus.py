@@ -250,3 +250,23 @@ def test_interrupted_prepare_resumes_to_the_same_corpus(dsp20, tmp_path, monkeyp
 
     again = prepare(data, tmp_path / "corpus", progress=False)  # done already: nothing to decode
     assert again.resumed == 20
+
+
+def test_a_corpus_has_one_writer(dsp20, tmp_path):
+    """Two prepares appending to one corpus at once interleaved their audio under each other's offsets
+    (a benchmark's cache then trained on other speakers' audio): the second is refused."""
+    import fcntl
+    import os
+
+    data = link_subset(dsp20, tmp_path / "data", speakers=2, per_speaker=3)
+    out = tmp_path / "corpus"
+    out.mkdir()
+    held = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a prepare running in another process holds
+        with pytest.raises(CorpusError, match="another `speakerid prepare` is writing"):
+            prepare(data, out, progress=False)
+        assert not any(out.iterdir())  # refused before writing anything
+    finally:
+        os.close(held)
+    assert prepare(data, out, progress=False).summary["recordings"] == 6  # and goes ahead once the other is done

@@ -18,12 +18,14 @@ speech are reported, and dropped when asked; chunks with too little speech can b
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
 import os
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -227,47 +229,64 @@ def prepare(
     started = time.perf_counter()
 
     asked = {"format": FORMAT, "data_dir": str(data_dir), "config": asdict(config)}
-    _claim_output(out, asked, force)
+    if out.exists() and not out.is_dir():
+        raise CorpusError(f"{out} exists and is not a folder; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    with _sole_writer(out):
+        _claim_output(out, asked, force)
 
-    journal = _read_journal(out, sources)
-    done = {row["recording"] for row in journal}
-    pending = [s for s in sources if s.recording not in done]
-    _write_journal_header(out, journal)
+        journal = _read_journal(out, sources)
+        done = {row["recording"] for row in journal}
+        pending = [s for s in sources if s.recording not in done]
+        _write_journal_header(out, journal)
 
-    with open(out / AUDIO_FILE, "ab") as cache, open(out / RECORDINGS_FILE, "a", newline="", encoding="utf-8") as log:
-        writer = csv.DictWriter(log, RECORDING_FIELDS, lineterminator="\n")
-        offset = cache.tell() // 2
-        for source, decoded in _decode_all(pending, config.sample_rate, workers, progress, config.speech_check):
-            if isinstance(decoded, Rejection):
-                rejected.append(decoded)
-                continue
-            samples, source_rate, channels, speech = decoded
-            if len(samples) < config.chunk_samples and config.short == "reject":
-                seconds = len(samples) / config.sample_rate
-                rejected.append(Rejection(str(source.path), f"shorter than one chunk ({seconds:.2f} s < {config.chunk_seconds:g} s)"))
-                continue
-            cache.write(samples.tobytes())
-            cache.flush()
-            stat = source.path.stat()
-            row = {
-                "recording": source.recording, "speaker": source.speaker, "offset": offset, "samples": len(samples),
-                "source_rate": source_rate, "channels": channels, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                "speech": speech,
-            }
-            writer.writerow(row)
-            log.flush()
-            journal.append(row)
-            offset += len(samples)
+        with open(out / AUDIO_FILE, "ab") as cache, open(out / RECORDINGS_FILE, "a", newline="", encoding="utf-8") as log:
+            writer = csv.DictWriter(log, RECORDING_FIELDS, lineterminator="\n")
+            offset = cache.tell() // 2
+            for source, decoded in _decode_all(pending, config.sample_rate, workers, progress, config.speech_check):
+                if isinstance(decoded, Rejection):
+                    rejected.append(decoded)
+                    continue
+                samples, source_rate, channels, speech = decoded
+                if len(samples) < config.chunk_samples and config.short == "reject":
+                    seconds = len(samples) / config.sample_rate
+                    rejected.append(Rejection(str(source.path), f"shorter than one chunk ({seconds:.2f} s < {config.chunk_seconds:g} s)"))
+                    continue
+                cache.write(samples.tobytes())
+                cache.flush()
+                stat = source.path.stat()
+                row = {
+                    "recording": source.recording, "speaker": source.speaker, "offset": offset, "samples": len(samples),
+                    "source_rate": source_rate, "channels": channels, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                    "speech": speech,
+                }
+                writer.writerow(row)
+                log.flush()
+                journal.append(row)
+                offset += len(samples)
 
-    summary = _finish(out, data_dir, config, journal, rejected, time.perf_counter() - started, resumed=len(done))
+        summary = _finish(out, data_dir, config, journal, rejected, time.perf_counter() - started, resumed=len(done))
     return PrepareResult(out, summary, rejected, resumed=len(done))
 
 
+@contextmanager
+def _sole_writer(out: Path) -> Iterator[None]:
+    """Hold `out` for this process while it prepares: two prepares appending to one corpus at once
+    would interleave their audio under each other's offsets."""
+    folder = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CorpusError(f"another `speakerid prepare` is writing {out} right now; wait for it to finish") from None
+        yield
+    finally:
+        os.close(folder)  # and with it the lock
+
+
 def _claim_output(out: Path, asked: dict, force: bool) -> None:
-    """Make `out` ours: create it, resume it, or refuse to touch it."""
-    if out.exists() and not out.is_dir():
-        raise CorpusError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
+    """Make the folder `out` ours: resume it, or refuse to touch it."""
+    if any(out.iterdir()):
         config_file = out / CONFIG_FILE
         if not config_file.is_file():
             raise CorpusError(f"{out} is not empty and is not a speakerid corpus; choose an empty or new --out")
@@ -288,7 +307,6 @@ def _claim_output(out: Path, asked: dict, force: bool) -> None:
             )
         else:
             (out / SUMMARY_FILE).unlink(missing_ok=True)  # incomplete again until this run finishes
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG_FILE, asked)
 
 
