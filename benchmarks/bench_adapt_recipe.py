@@ -32,11 +32,16 @@ and reused while their settings are unchanged (--retrain trains again).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_adapt_recipe.py                  # every recipe, both data sets
     OMP_NUM_THREADS=1 python benchmarks/bench_adapt_recipe.py --data so125 --only cnn-arc --errors
+
+--joins also scores every pair (and larger group) of the recipes run as one encoder, as `adapt`
+joins its members (`speakerid.models.ensemble`: each recording's embeddings by the members,
+L2-normalised and side by side), fused with GE2E like a single recipe.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import time
@@ -100,6 +105,12 @@ RECIPES = {
     "cnn-ce-crop": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0))),
     "cnn-ce-crop-80": Recipe(TrainConfig(model="cnn", epochs=80, patience=0, crop=(1.5, 3.0))),
     "cnn-ce-crop-repeat": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat")),
+    # the same with other seeds (initial weights, order, crops): how far one training differs from
+    # another, and the members `adapt` joins (--joins)
+    "cnn-ce-crop-repeat-seed1": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat",
+                                                   seed=1)),
+    "cnn-ce-crop-repeat-seed2": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat",
+                                                   seed=2)),
     "tdnn-ce-crop-repeat": Recipe(TrainConfig(model="tdnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat")),
     "tdnn128-ce-crop-repeat": Recipe(TrainConfig(model="tdnn", options={"channels": 128}, epochs=40, patience=0, crop=(1.5, 3.0),
                                                  crop_short="repeat")),
@@ -212,6 +223,17 @@ class Embeddings:
 
     def of(self, keys: list[str]) -> np.ndarray:
         return np.stack([self.vectors[k] for k in keys])
+
+
+class Joined:
+    """Several encoders' embeddings as one ensemble's: each L2-normalised, side by side, over sqrt(count)."""
+
+    def __init__(self, members: list[Embeddings]):
+        self.members = members
+
+    def of(self, keys: list[str]) -> np.ndarray:
+        parts = [m.of(keys) for m in self.members]
+        return np.concatenate([p / np.linalg.norm(p, axis=1, keepdims=True) for p in parts], axis=1) / np.sqrt(len(parts))
 
 
 @dataclass
@@ -409,6 +431,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), help="recipes to run (default: all)")
     parser.add_argument("--retrain", action="store_true", help="train again even where a cached run matches")
     parser.add_argument("--errors", action="store_true", help="list the fused system's errors (last recipe)")
+    parser.add_argument("--joins", action="store_true", help="also score every group of two or more recipes as one encoder")
     parser.add_argument("--aug-cost", action="store_true", help="only measure what augmentation costs per step")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -429,6 +452,7 @@ def main() -> None:
         print(f"{name}: GE2E embeddings ready ({time.perf_counter() - started:.0f} s)", flush=True)
         rows = []
         last = None
+        runs: dict[str, Embeddings] = {}
         for recipe_name in args.only or list(RECIPES):
             recipe = RECIPES[recipe_name]
             corpus = adapt_corpus(name, data, recipe)
@@ -438,10 +462,17 @@ def main() -> None:
             started = time.perf_counter()
             adapted = Embeddings(RunEncoder.from_dir(run, "cpu"), data, protocol)
             embed_seconds = time.perf_counter() - started
+            runs[recipe_name] = adapted
             metrics = evaluate(trials(ge2e, data, validation, protocol), trials(adapted, data, validation, protocol))
             rows.append((recipe_name, result, embed_seconds, metrics))
             last = metrics["fused"]
             print(f"  {recipe_name}: fused {metrics['fused']['enrolled']:.1%} / {metrics['fused']['rejected']:.1%}", flush=True)
+        if args.joins:
+            for size in range(2, len(runs) + 1):
+                for group in itertools.combinations(runs, size):
+                    metrics = evaluate(trials(ge2e, data, validation, protocol),
+                                       trials(Joined([runs[r] for r in group]), data, validation, protocol))
+                    rows.append((" + ".join(group), None, None, metrics))
         print(f"\n{name}: {protocol.enrolled} enrolled x {protocol.enroll_per_speaker} recordings, "
               f"{protocol.calibration} calibration and {protocol.strangers} test strangers"
               + (f", probes cut into {protocol.clip_seconds:g}-s clips" if protocol.clip_seconds else "") + "\n")
@@ -454,7 +485,7 @@ def main() -> None:
             for encoder in ("adapted", "fused"):
                 m = metrics[encoder]
                 extra = (f"{result['epochs_run']} ({result['best_epoch']}) | {result['train_seconds']:.0f} s | {embed_seconds:.0f} s"
-                         if encoder == "adapted" else " | | ")
+                         if encoder == "adapted" and result is not None else " | | ")
                 print(f"| {recipe_name} | {encoder} | {m['top1']:.1%} | {m['enrolled']:.1%} | {m['rejected']:.1%} | "
                       f"{m['eer']:.1%} | {m['best']:.1%} | {m['weight']:.2f} | {extra} |")
         if args.errors and last is not None:
