@@ -33,9 +33,9 @@ and reused while their settings are unchanged (--retrain trains again).
     OMP_NUM_THREADS=1 python benchmarks/bench_adapt_recipe.py                  # every recipe, both data sets
     OMP_NUM_THREADS=1 python benchmarks/bench_adapt_recipe.py --data so125 --only cnn-arc --errors
 
---joins also scores every pair (and larger group) of the recipes run as one encoder, as `adapt`
-joins its members (`speakerid.models.ensemble`: each recording's embeddings by the members,
-L2-normalised and side by side), fused with GE2E like a single recipe.
+--joins also scores every pair (and larger group) of the recipes run as one encoder, an ensemble:
+each recording's embeddings by the members, L2-normalised and side by side (its cosine is the
+mean of the members' cosines), fused with GE2E like a single recipe.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ RECIPES = {
     "cnn-ce-crop-80": Recipe(TrainConfig(model="cnn", epochs=80, patience=0, crop=(1.5, 3.0))),
     "cnn-ce-crop-repeat": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat")),
     # the same with other seeds (initial weights, order, crops): how far one training differs from
-    # another, and the members `adapt` joins (--joins)
+    # another, and members to join (--joins)
     "cnn-ce-crop-repeat-seed1": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat",
                                                    seed=1)),
     "cnn-ce-crop-repeat-seed2": Recipe(TrainConfig(model="cnn", epochs=40, patience=0, crop=(1.5, 3.0), crop_short="repeat",
