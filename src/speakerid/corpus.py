@@ -221,7 +221,8 @@ def prepare(
 
     Re-running on the same `out` with the same settings resumes: recordings already decoded
     (and unchanged on disk) are kept. Different settings are refused unless `force`, which
-    deletes this corpus's files (never anything else) and starts over.
+    deletes this corpus's files (never anything else) and starts over. A prepare into `out`
+    while another one writes there is refused.
     """
     config = config or PrepareConfig()
     data_dir, out = Path(data_dir).resolve(), Path(out)
