@@ -110,6 +110,25 @@ def test_bad_input_is_refused_before_any_training(case, match, three_speakers, d
     assert not (tmp_path / "study" / "cells").exists()
 
 
+def test_a_study_has_one_writer(three_speakers, tmp_path):
+    """Run again, a study continues where it stopped; run twice at once, both would train the same cells
+    into the same folders. The second is refused at once, before it writes anything."""
+    import fcntl
+    import os
+
+    study = tmp_path / "study"
+    study.mkdir()
+    held = os.open(study, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a compare running in another process holds
+        with pytest.raises(SpeakerIdError, match="another `speakerid compare` is running in"):
+            compare(three_speakers, study, chunks=[3], features=["mfcc"], models=["cnn"], budget_minutes=BUDGET,
+                    progress=False, say=quiet)
+        assert not any(study.iterdir())
+    finally:
+        os.close(held)
+
+
 # ---------------------------------------------------------------- the split
 
 

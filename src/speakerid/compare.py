@@ -30,6 +30,7 @@ from speakerid.compare_cells import (CELLS_DIR, Cell, Settings, Tracker, format_
 from speakerid.compare_report import write_report
 from speakerid.corpus import SPLITS, Corpus, PrepareConfig, prepare, scan, write_json
 from speakerid.errors import CorpusError, ModelError, SpeakerIdError
+from speakerid.locks import sole_writer
 from speakerid.features import FeatureConfig
 from speakerid.models import build_model, model_names
 from speakerid.training import TrainConfig
@@ -120,27 +121,31 @@ def compare(
     if len(speakers) < 2:
         raise CorpusError(f"{data_dir} holds one speaker folder ({speakers[0]}); a comparison needs recordings of "
                           "two or more speakers, one folder each")
-    _claim_study(out, {"format": FORMAT, "data_dir": str(data_dir.resolve()), "budget_minutes": budget_minutes,
-                       "seed": seed, "pretrained": pretrained})
-    corpora = prepare_corpora(data_dir, out, chunks, seed, progress=progress, say=say)
-    settings = Settings(out, {f"{c:g}s": str(corpus.path) for c, corpus in corpora.items()}, budget_minutes, seed,
-                         pretrained)
+    if out.exists() and not out.is_dir():
+        raise SpeakerIdError(f"{out} exists and is not a folder; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    with sole_writer(out, SpeakerIdError(f"another `speakerid compare` is running in {out}; wait for it to finish")):
+        _claim_study(out, {"format": FORMAT, "data_dir": str(data_dir.resolve()), "budget_minutes": budget_minutes,
+                           "seed": seed, "pretrained": pretrained})
+        corpora = prepare_corpora(data_dir, out, chunks, seed, progress=progress, say=say)
+        settings = Settings(out, {f"{c:g}s": str(corpus.path) for c, corpus in corpora.items()}, budget_minutes, seed,
+                             pretrained)
 
-    todo = [c for c in cells if c.name not in skipped and not (out / CELLS_DIR / f"{c.name}.json").is_file()]
-    runnable = len(cells) - len(skipped)
-    say(f"{runnable} cells ({_count(chunks, 'chunk length')} x {_count(features, 'features')} x {_count(models, 'model')}"
-        + (f", {len(skipped)} that cannot be built skipped" if skipped else "") + f"): {runnable - len(todo)} finished "
-        f"earlier, {len(todo)} to train for up to {format_duration(budget_minutes * 60)} each on {', '.join(workers)}")
-    for name, why in skipped.items():
-        say(f"skipped {name}: {why}")
-    tracker = Tracker(len(todo), len(workers), budget_minutes * 60, say)
-    if todo:
-        schedule(todo, settings, workers, progress, tracker.handle)
+        todo = [c for c in cells if c.name not in skipped and not (out / CELLS_DIR / f"{c.name}.json").is_file()]
+        runnable = len(cells) - len(skipped)
+        say(f"{runnable} cells ({_count(chunks, 'chunk length')} x {_count(features, 'features')} x {_count(models, 'model')}"
+            + (f", {len(skipped)} that cannot be built skipped" if skipped else "") + f"): {runnable - len(todo)} finished "
+            f"earlier, {len(todo)} to train for up to {format_duration(budget_minutes * 60)} each on {', '.join(workers)}")
+        for name, why in skipped.items():
+            say(f"skipped {name}: {why}")
+        tracker = Tracker(len(todo), len(workers), budget_minutes * 60, say)
+        if todo:
+            schedule(todo, settings, workers, progress, tracker.handle)
 
-    rows = [read_row(out, c) for c in cells if (out / CELLS_DIR / f"{c.name}.json").is_file()]
-    report = write_report(out, rows, corpora, skipped, tracker.failed, budget_minutes=budget_minutes, seed=seed,
-                          workers=workers)
-    return CompareResult(out, rows, tracker.failed, skipped, report)
+        rows = [read_row(out, c) for c in cells if (out / CELLS_DIR / f"{c.name}.json").is_file()]
+        report = write_report(out, rows, corpora, skipped, tracker.failed, budget_minutes=budget_minutes, seed=seed,
+                              workers=workers)
+        return CompareResult(out, rows, tracker.failed, skipped, report)
 
 
 def _count(items: list, noun: str) -> str:
@@ -173,10 +178,8 @@ def _incompatible(cells: list[Cell], pretrained: str | None) -> dict[str, str]:
 
 
 def _claim_study(out: Path, asked: dict) -> None:
-    """Create the study folder, or continue one asked with the same settings; refuse anything else."""
-    if out.exists() and not out.is_dir():
-        raise SpeakerIdError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
+    """Make the study folder `out` ours, or continue one asked with the same settings; refuse anything else."""
+    if any(out.iterdir()):
         if not (out / STUDY_FILE).is_file():
             raise SpeakerIdError(f"{out} is not empty and holds no speakerid study; choose a new or empty --out")
         try:
@@ -188,7 +191,6 @@ def _claim_study(out: Path, asked: dict) -> None:
             names = ", ".join(k.replace("_", " ") for k in differs)
             raise SpeakerIdError(f"{out} holds a study with another {names}; use the same settings to continue it, "
                                  "or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / STUDY_FILE, asked)
 
 

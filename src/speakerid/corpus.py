@@ -18,14 +18,12 @@ speech are reported, and dropped when asked; chunks with too little speech can b
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import math
 import os
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +33,7 @@ import numpy as np
 from speakerid import screening
 from speakerid.audio import SAMPLE_RATE, is_audio_file, load_pcm16
 from speakerid.errors import AudioError, CorpusError
+from speakerid.locks import sole_writer
 
 FORMAT = "speakerid-corpus/1"
 SPLITS = ("train", "validation", "test")
@@ -233,7 +232,7 @@ def prepare(
     if out.exists() and not out.is_dir():
         raise CorpusError(f"{out} exists and is not a folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    with _sole_writer(out):
+    with sole_writer(out, CorpusError(f"another `speakerid prepare` is writing {out} right now; wait for it to finish")):
         _claim_output(out, asked, force)
 
         journal = _read_journal(out, sources)
@@ -268,21 +267,6 @@ def prepare(
 
         summary = _finish(out, data_dir, config, journal, rejected, time.perf_counter() - started, resumed=len(done))
     return PrepareResult(out, summary, rejected, resumed=len(done))
-
-
-@contextmanager
-def _sole_writer(out: Path) -> Iterator[None]:
-    """Hold `out` for this process while it prepares: two prepares appending to one corpus at once
-    would interleave their audio under each other's offsets."""
-    folder = os.open(out, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CorpusError(f"another `speakerid prepare` is writing {out} right now; wait for it to finish") from None
-        yield
-    finally:
-        os.close(folder)  # and with it the lock
 
 
 def _claim_output(out: Path, asked: dict, force: bool) -> None:
