@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib
+import os
 import sys
 import threading
 import time
@@ -38,6 +40,17 @@ def fsdd() -> Path:
 @pytest.fixture(scope="session")
 def so125() -> Path:
     return _require(SO125)
+
+
+@contextmanager
+def held_elsewhere(folder: Path) -> Iterator[None]:
+    """The lock a prepare or compare running in another process holds on its folder (speakerid.locks)."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
 
 
 def link_subset(source: Path, dest: Path, speakers: int, per_speaker: int | None = None, pattern: str = "*") -> Path:

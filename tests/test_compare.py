@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, link_subset
+from conftest import DATA, held_elsewhere, link_subset
 from speakerid.compare import compare, parse_budget, prepare_corpora
 from speakerid.compare_cells import Cell, assign_cells, format_duration, plan_workers, worker_env
 from speakerid.errors import SpeakerIdError
@@ -113,20 +113,13 @@ def test_bad_input_is_refused_before_any_training(case, match, three_speakers, d
 def test_a_study_has_one_writer(three_speakers, tmp_path):
     """Run again, a study continues where it stopped; run twice at once, both would train the same cells
     into the same folders. The second is refused at once, before it writes anything."""
-    import fcntl
-    import os
-
     study = tmp_path / "study"
     study.mkdir()
-    held = os.open(study, os.O_RDONLY)
-    try:
-        fcntl.flock(held, fcntl.LOCK_EX)  # what a compare running in another process holds
+    with held_elsewhere(study):
         with pytest.raises(SpeakerIdError, match="another `speakerid compare` is running in"):
             compare(three_speakers, study, chunks=[3], features=["mfcc"], models=["cnn"], budget_minutes=BUDGET,
                     progress=False, say=quiet)
         assert not any(study.iterdir())
-    finally:
-        os.close(held)
 
 
 # ---------------------------------------------------------------- the split

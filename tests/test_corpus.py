@@ -16,7 +16,7 @@ from speakerid.audio import load_audio, to_int16
 from speakerid.corpus import Corpus, PrepareConfig, plan_chunks, prepare, split_recordings
 from speakerid.errors import CorpusError
 
-from conftest import link_subset
+from conftest import held_elsewhere, link_subset
 
 
 def read_chunks(corpus_dir: Path) -> list[dict]:
@@ -255,18 +255,11 @@ def test_interrupted_prepare_resumes_to_the_same_corpus(dsp20, tmp_path, monkeyp
 def test_a_corpus_has_one_writer(dsp20, tmp_path):
     """Two prepares appending to one corpus at once interleaved their audio under each other's offsets
     (a benchmark's cache then trained on other speakers' audio): the second is refused."""
-    import fcntl
-    import os
-
     data = link_subset(dsp20, tmp_path / "data", speakers=2, per_speaker=3)
     out = tmp_path / "corpus"
     out.mkdir()
-    held = os.open(out, os.O_RDONLY)
-    try:
-        fcntl.flock(held, fcntl.LOCK_EX)  # what a prepare running in another process holds
+    with held_elsewhere(out):
         with pytest.raises(CorpusError, match="another `speakerid prepare` is writing"):
             prepare(data, out, progress=False)
         assert not any(out.iterdir())  # refused before writing anything
-    finally:
-        os.close(held)
     assert prepare(data, out, progress=False).summary["recordings"] == 6  # and goes ahead once the other is done
