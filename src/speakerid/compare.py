@@ -30,8 +30,8 @@ from speakerid.compare_cells import (CELLS_DIR, Cell, Settings, Tracker, format_
 from speakerid.compare_report import write_report
 from speakerid.corpus import SPLITS, Corpus, PrepareConfig, prepare, scan, write_json
 from speakerid.errors import CorpusError, ModelError, SpeakerIdError
-from speakerid.locks import sole_writer
 from speakerid.features import FeatureConfig
+from speakerid.locks import sole_writer
 from speakerid.models import build_model, model_names
 from speakerid.training import TrainConfig
 

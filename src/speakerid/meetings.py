@@ -135,9 +135,10 @@ def speech_spans(audio: np.ndarray, pause: float = PAUSE_SECONDS) -> list[tuple[
     return [(float(a * frame), float((b + 1) * frame)) for a, b in zip(firsts, lasts)]
 
 
-def trim_silence(audio: np.ndarray) -> np.ndarray:
-    """`audio` from the start of its first speech span to the end of its last."""
-    spans = speech_spans(audio)
+def trim_silence(audio: np.ndarray, spans: list[tuple[float, float]] | None = None) -> np.ndarray:
+    """`audio` from the start of its first speech span to the end of its last (`spans`: its `speech_spans`,
+    when the caller has them already)."""
+    spans = speech_spans(audio) if spans is None else spans
     return audio[round(spans[0][0] * SAMPLE_RATE) : round(spans[-1][1] * SAMPLE_RATE)] if spans else audio
 
 
@@ -152,8 +153,9 @@ def build_meeting(plan: MeetingPlan, pause: tuple[float, float] = (0.2, 1.2), ov
     pieces, turns, cursor, previous = [], [], 0.5, None
     for speaker, path in plan.utterances:
         recorded = load_audio(path, SAMPLE_RATE)
-        spans = speech_spans(recorded) or [(0.0, len(recorded) / SAMPLE_RATE)]
-        speech = trim_silence(recorded)
+        spans = speech_spans(recorded)
+        speech = trim_silence(recorded, spans)
+        spans = spans or [(0.0, len(recorded) / SAMPLE_RATE)]
         speech = speech * (gains[speaker] / max(float(np.sqrt(np.mean(np.square(speech, dtype=np.float64)))), 1e-9))
         seconds = len(speech) / SAMPLE_RATE
         if previous is not None and rng.random() < overlap_share:
