@@ -607,8 +607,9 @@ def adapt(
     minutes: Optional[float] = typer.Option(None, help="Stop training after the epoch that passes this many minutes."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Most training epochs (default: the recipe's)."),
     seed: int = typer.Option(0, help="Seed of the held-out split, initialisation and augmentation."),
-    model: Optional[str] = typer.Option(None, help="Model family to train: cnn, tdnn (ECAPA-style: lower EER, "
-                                                   "several times the training time) or lstm. [recipe: cnn]"),
+    model: Optional[str] = typer.Option(None, help="Model family to train: tdnn (ECAPA-style, 128 channels), cnn "
+                                                   "(compact: half the training time, a little less accurate) or "
+                                                   "lstm. [recipe: tdnn]"),
     head: Optional[str] = typer.Option(None, help=HEAD_HELP + " [recipe: softmax]"),
     margin: Optional[float] = typer.Option(None, help=MARGIN_HELP + " [0.2]"),
     scale: Optional[float] = typer.Option(None, help=SCALE_HELP + " [32]"),
