@@ -96,8 +96,9 @@ def pitch(audio: np.ndarray) -> float:
 
 
 def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: str | None, options: dict | None,
-        cache: Path = CACHE) -> None:
+        cache: Path = CACHE, augment: dict | None = None) -> None:
     from speakerid.adapt import adapt
+    from speakerid.augment import AugmentConfig
     from speakerid.calibration import (GAP_GRID, Trials, eer, fit_scoring, gather_trials, open_set_curve,
                                        operating_point)
     from speakerid.voices import VoiceRegistry
@@ -114,7 +115,8 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     voices.close()
     began = time.perf_counter()
     adapted = adapt(work / "voices.db", minutes=minutes, epochs=epochs, seed=seed, progress=False,
-                    recipe={k: v for k, v in (("model", model), ("options", options)) if v is not None})
+                    recipe={k: v for k, v in (("model", model), ("options", options),
+                                              ("augment", augment and AugmentConfig.from_dict(augment))) if v is not None})
     adapt_seconds = time.perf_counter() - began
 
     voices = VoiceRegistry(work / "voices.db", create=False)
@@ -146,7 +148,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     print(f"\n{name}: {len(names)} enrolled speakers, {len(cal)} calibration and {len(test)} test strangers; "
           f"{len(test_truth)} enrolled and {len(test_strangers)} stranger test trials"
           f"{'' if seconds is None else f' ({seconds:g}-s clips)'}")
-    print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({model or 'the recipe'}'s model{'' if options is None else f' {json.dumps(options)}'}, {adapted.epochs} epochs, "
+    print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({model or 'the recipe'}'s model{'' if options is None else f' {json.dumps(options)}'}{'' if augment is None else f', augment {json.dumps(augment)}'}, {adapted.epochs} epochs, "
           f"{adapted.train_seconds:.0f} s of training, {adapted.recordings} recordings re-embedded)")
     print("\n| contender | weights | lead weight | closed-set top-1 | enrolled named right | strangers rejected | EER "
           "| balanced at the best level (oracle) |")
@@ -233,13 +235,15 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="adapt's model family (default: its recipe's)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="work folder (two runs at once need two)")
     parser.add_argument("--options", type=json.loads, default=None, help="adapt's model options, JSON (default: its recipe's)")
+    parser.add_argument("--augment", type=json.loads, default=None,
+                        help="adapt's augmentation, JSON of speakerid.augment.AugmentConfig fields (default: its recipe's)")
     args = parser.parse_args()
     import torch
 
     print(f"machine: {os.cpu_count()} CPU cores, {'CUDA' if torch.cuda.is_available() else 'no GPU'}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
     for name in (["so125", "dsp20"] if args.data == "both" else [args.data]):
-        run(name, args.seed, args.minutes, args.epochs, args.model, args.options, args.cache)
+        run(name, args.seed, args.minutes, args.epochs, args.model, args.options, args.cache, args.augment)
 
 
 if __name__ == "__main__":
