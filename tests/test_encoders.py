@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from speakerid import encoders
-from speakerid.audio import SAMPLE_RATE, load_audio
+from speakerid.audio import SAMPLE_RATE, load_audio, to_int16
 from speakerid.encoders import (
     GE2E_FEATURES,
     GE2E_SPEECH_DBFS,
@@ -268,3 +268,31 @@ def test_a_clip_shorter_than_a_chunk_fills_it_as_training_filled_short_crops(run
     padding = RunEncoder.from_dir(whole, "cpu")
     assert padding.run.short_fill == "pad"
     assert np.abs(padding.embed_many([clip])[0] - padding.embed_many([padded])[0]).max() < 1e-5
+    assert padding.shortest_crop is None
+
+
+def test_windows_as_long_as_the_shortest_training_crop_embed_at_their_own_length(run_dir, run_encoder, takes):
+    """Diarization's 1.6-s windows: one crop of that length each (the model trained on 1.5-3 s crops),
+    not a 3-s chunk of repetitions; a shorter window repeats to fill the crop."""
+    from speakerid.diarize import DiarizeConfig
+    from speakerid.speech_windows import embed_windows
+
+    assert run_encoder.shortest_crop == 1.5  # train's default crops: half a chunk to a whole one
+    audio = next(iter(takes.values()))[0][: 4 * SAMPLE_RATE]
+    window = round(1.6 * SAMPLE_RATE)
+    clips = [audio[:window], audio[SAMPLE_RATE : SAMPLE_RATE + window], audio[: SAMPLE_RATE]]
+    crops = run_encoder.embed_crops(clips, 1.6)
+    with torch.inference_mode():
+        direct = run_encoder.run.model.embed(torch.from_numpy(np.stack([to_int16(c) for c in clips[:2]]
+                                                                       + [to_int16(np.resize(clips[2], window))])))
+    np.testing.assert_allclose(crops, (direct / direct.norm(dim=1, keepdim=True)).numpy(), atol=1e-5)
+    assert np.abs(crops[0] - run_encoder.embed_many(clips[:1])[0]).max() > 1e-3  # not the 3-s chunk's embedding
+
+    class Voices:  # what embed_windows reads of a VoiceRegistry
+        encoder = run_encoder
+        encoders = [run_encoder]
+
+    embedded = embed_windows(Voices, audio, [(0.0, 4.0)], DiarizeConfig())
+    first = embedded.spans[0]
+    assert first == (0.0, 1.6)
+    np.testing.assert_allclose(embedded.parts[0][0], crops[0], atol=1e-5)

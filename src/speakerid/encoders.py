@@ -391,6 +391,27 @@ class RunEncoder(Encoder):
             return _mean_embeddings(embeddings, owners, len(audios))
 
 
+    @property
+    def shortest_crop(self) -> float | None:
+        """Seconds of the shortest crop the model trained on (None: whole chunks only)."""
+        return self.run.shortest_crop
+
+    def embed_crops(self, audios: Sequence[np.ndarray], seconds: float) -> np.ndarray:
+        """(N, dim) L2-normalised embeddings of clips no longer than `seconds`, each embedded as one
+        crop of that length (a shorter clip repeated to fill it): for windows at least as long as
+        `shortest_crop`, the lengths the model learnt from, at a fraction of a whole chunk's work."""
+        size = round(seconds * self.sample_rate)
+        filled = [np.resize(to_int16(_checked(audio, self.sample_rate, name)), size)
+                  for audio, name in zip(audios, _names(audios, None))]
+        if not filled:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        waves = torch.from_numpy(np.stack(filled))
+        device = next(self.run.model.parameters()).device
+        with torch.inference_mode():
+            return torch.cat([_unit(self.run.model.embed(waves[first : first + self.batch_size].to(device)).float())
+                              for first in range(0, len(waves), self.batch_size)]).cpu().numpy()
+
+
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
     """SHA-256 of a state dict's names, dtypes, shapes and values: the same weights, the same digest
     (a safetensors file's bytes are not: it writes its metadata in no fixed order)."""

@@ -70,6 +70,14 @@ class Run:
         return "repeat" if train.get("crop") and train.get("crop_short") == "repeat" else "pad"
 
     @property
+    def shortest_crop(self) -> float | None:
+        """Seconds of the shortest crop the model trained on (None: it trained on whole chunks)."""
+        from speakerid.training import crop_samples
+
+        crop = self.config.get("train", {}).get("crop")
+        return None if not crop else crop_samples(crop, self.chunk_seconds, self.sample_rate)[0] / self.sample_rate
+
+    @property
     def chunking(self) -> PrepareConfig:
         """How new recordings are cut for this model: as its corpus was (a clip shorter than a chunk: `short_fill`)."""
         c = self.config["chunking"]

@@ -6,7 +6,9 @@ audio twice. It hears the speech twice: every partial as the recording has it (t
 their levels, which tell them apart: clustering), and every other partial (with the default hop
 of half a partial, they tile the speech once) brought to the speech level enrollment is heard at
 (naming); a window is named by the levelled partials inside it, or the nearest one. Other
-encoders (the adapted one, a trained run) embed each window's audio once.
+encoders (the adapted one, a trained run) embed each window's audio once: as a crop of the
+window's length when they trained on crops that short (the adapted encoder does), else filled to
+their whole chunk as identify fills a short clip.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
                 naming = torch.cat([u[::2] * g[::2, None, None] for u, g in pending[k]])  # every other one, levelled
                 done[k].append(encoders[k].embed_units(units).cpu().numpy())
                 levelled.append(encoders[k].embed_units(naming).cpu().numpy())
+            elif (getattr(encoders[k], "shortest_crop", None) or np.inf) <= config.window:
+                done[k].append(encoders[k].embed_crops(pending[k], config.window))  # a crop's work, not a chunk's
             else:
                 done[k].append(encoders[k].embed_many(pending[k]))
             pending[k], waiting[k] = [], 0
