@@ -53,6 +53,8 @@ def test_adapt_installs_a_second_encoder_and_scores_with_both(adapted, enrolled)
     # every recording embedded by both encoders; a provisional scoring until calibrate meets strangers
     assert all(len(registry.embeddings(r.name)) == SPEAKERS * SENTENCES for r in records)
     assert registry.scoring["source"] == "adapt (uncalibrated)" and registry.scoring["encoders"] == [r.name for r in records]
+    train = records[1].config["run"]["train"]  # the recipe: the tdnn at 128 channels, levels augmented
+    assert (train["model"], train["options"], train["augment"]["gain"]) == ("tdnn", {"channels": 128}, 0.8)
     assert not path.with_name(path.name + ".adapt").exists()  # the work folder goes once the encoder is in
 
     voices = VoiceRegistry(path)
@@ -152,3 +154,16 @@ def test_the_command_takes_train_s_recipe_flags_and_refuses_bad_ones(enrolled, t
     train = adapted.config["run"]["train"]
     assert (train["model"], train["head"], train["margin"], train["crop"]) == ("tdnn", "arcmargin", 0.3, None)
     assert train["augment"]["noise"] > 0 and train["augment"]["speed"] == 0
+
+
+def test_aug_settings_change_the_recipe_s_augmentation_unless_augment_is_given():
+    from speakerid.adapt import adapt_training
+    from speakerid.cli import _recipe
+
+    recipe = adapt_training().augment
+    changed = _recipe(None, None, None, None, None, None, None, ["reverb=0.5"], recipe)["augment"]
+    assert (changed.gain, changed.gain_db, changed.reverb) == (0.8, (-10.0, 10.0), 0.5)
+    assert _recipe(None, None, None, None, None, None, False, [], recipe)["augment"].active is False  # --no-augment
+    standard = _recipe(None, None, None, None, None, None, True, ["speed=0"], recipe)["augment"]
+    assert standard.noise > 0 and standard.speed == 0
+    assert "augment" not in _recipe(None, None, None, None, None, None, None, [], recipe)  # the recipe's own

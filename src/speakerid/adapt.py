@@ -37,19 +37,22 @@ ADAPT_VALIDATION = 0.125  # one recording in eight (at least one, for speakers w
 def adapt_training(**changes):
     """The TrainConfig of adapt's recipe, with `changes` (TrainConfig fields) applied.
 
-    Chosen by benchmarks/bench_adapt_recipe.py and benchmarks/bench_enroll.py on so125 and dsp20
-    (docs/benchmarks.md, "The adapt recipe"): the ECAPA-style TDNN at 128 channels with plain
-    cross-entropy on random 1.5-3 s crops (short sentences repeated to fill a crop), 40 epochs, no
-    augmentation. Fused with GE2E it named and rejected better than the compact CNN on every split
-    measured, at twice the CNN's training time and less than half the 256-channel TDNN's. On a
-    hundred speakers with a minute each, the angular margin and the augmentations (noise, babble,
-    reverberation, speed, masks) each lowered the open-set figures; they stay one option away for
-    registries with more audio per voice. Another `model` starts from that family's own options.
+    Chosen by benchmarks/bench_adapt_recipe.py, bench_enroll.py and bench_diarize.py on so125 and
+    dsp20 (docs/benchmarks.md, "The adapt recipe" and "Open-set identification"): the ECAPA-style
+    TDNN at 128 channels with plain cross-entropy on random 1.5-3 s crops (short sentences repeated
+    to fill a crop), 40 epochs, and one augmentation: gain, so that a voice's level, which a
+    registry's recordings share but other recordings do not, is no cue (GE2E hears one level for
+    the same reason). Fused with GE2E this TDNN named and rejected better than the compact CNN on
+    every split measured, at twice the CNN's training time and less than half the 256-channel
+    TDNN's. On a hundred speakers with a minute each, the angular margin and the other
+    augmentations (noise, babble, reverberation, speed, masks) each lowered the open-set figures;
+    they stay one option away. Another `model` starts from that family's own options.
     """
+    from speakerid.augment import AugmentConfig
     from speakerid.training import TrainConfig
 
     recipe = TrainConfig(model="tdnn", options={"channels": 128}, epochs=40, patience=0, seed=0, crop=(1.5, 3.0),
-                         crop_short="repeat")
+                         crop_short="repeat", augment=AugmentConfig(gain=0.8, gain_db=(-10.0, 10.0)))
     if changes.get("model", recipe.model) != recipe.model:
         changes.setdefault("options", {})
     return replace(recipe, **changes)

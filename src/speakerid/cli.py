@@ -267,8 +267,9 @@ AUG_HELP = "One augmentation setting KEY=VALUE (repeatable), e.g. reverb=0.5 or 
 
 
 def _recipe(head: str | None, margin: float | None, scale: float | None, margin_warmup: float | None, crop: str | None,
-            crop_short: str | None, augment: bool | None, aug: list[str]) -> dict:
-    """The TrainConfig fields of the training-recipe flags that `train` and `adapt` share (None: not given)."""
+            crop_short: str | None, augment: bool | None, aug: list[str], recipe_augment=None) -> dict:
+    """The TrainConfig fields of the training-recipe flags that `train` and `adapt` share (None: not given).
+    `--aug` settings change the standard set with --augment, nothing with --no-augment, else the recipe's."""
     from speakerid.augment import STANDARD, AugmentConfig
 
     given = {"head": head, "margin": margin, "scale": scale, "margin_warmup": margin_warmup, "crop_short": crop_short}
@@ -276,7 +277,8 @@ def _recipe(head: str | None, margin: float | None, scale: float | None, margin_
     if crop is not None:
         fields["crop"] = _parse_crop(crop)  # None when "off"
     if augment is not None or aug:
-        fields["augment"] = AugmentConfig.from_dict({**(STANDARD.to_dict() if augment else {}), **_parse_options(aug, "--aug")})
+        start = STANDARD if augment else recipe_augment if augment is None and recipe_augment is not None else AugmentConfig()
+        fields["augment"] = AugmentConfig.from_dict({**start.to_dict(), **_parse_options(aug, "--aug")})
     return fields
 
 
@@ -616,17 +618,17 @@ def adapt(
     margin_warmup: Optional[float] = typer.Option(None, help=MARGIN_WARMUP_HELP + " [0]"),
     crop: Optional[str] = typer.Option(None, help=CROP_HELP + " [recipe: 1.5-3]"),
     crop_short: Optional[str] = typer.Option(None, help=CROP_SHORT_HELP + " [recipe: repeat]"),
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help=AUGMENT_HELP + " [recipe: none]"),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help=AUGMENT_HELP + " [recipe: gain only, p 0.8, -10 to +10 dB]"),
     aug: list[str] = typer.Option([], "--aug", metavar="KEY=VALUE", help=AUG_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: Optional[int] = _threads(TRAIN_THREADS, "for training and embedding"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train an encoder on the enrolled voices; from then on the registry scores with it and the pretrained one, fused."""
-    from speakerid.adapt import adapt as run_adapt
+    from speakerid.adapt import adapt as run_adapt, adapt_training
 
     use_threads(threads)
-    recipe = _recipe(head, margin, scale, margin_warmup, crop, crop_short, augment, aug)
+    recipe = _recipe(head, margin, scale, margin_warmup, crop, crop_short, augment, aug, adapt_training().augment)
     if model is not None:
         recipe["model"] = model
     result = run_adapt(registry, minutes=minutes, epochs=epochs, seed=seed, device=device, progress=not quiet,
