@@ -296,3 +296,17 @@ def test_windows_as_long_as_the_shortest_training_crop_embed_at_their_own_length
     first = embedded.spans[0]
     assert first == (0.0, 1.6)
     np.testing.assert_allclose(embedded.parts[0][0], crops[0], atol=1e-5)
+
+
+def test_a_run_trained_on_padded_crops_pads_a_short_window(run_dir, takes, tmp_path):
+    config = json.loads((run_dir / "config.json").read_text())
+    config["train"]["crop_short"] = "pad"
+    padded_run = tmp_path / "padded"
+    shutil.copytree(run_dir, padded_run)
+    (padded_run / "config.json").write_text(json.dumps(config))
+    padding = RunEncoder.from_dir(padded_run, "cpu")
+    clip = next(iter(takes.values()))[0][: SAMPLE_RATE]
+    window = round(1.6 * SAMPLE_RATE)
+    with torch.inference_mode():
+        direct = padding.run.model.embed(torch.from_numpy(np.pad(to_int16(clip), (0, window - len(clip)))[None]))
+    np.testing.assert_allclose(padding.embed_crops([clip], 1.6)[0], (direct / direct.norm()).numpy()[0], atol=1e-5)

@@ -381,15 +381,7 @@ class RunEncoder(Encoder):
             owners.extend([index] * len(chunks))
         if not windows:
             return np.zeros((0, self.dim), dtype=np.float32)
-        waves = torch.from_numpy(np.concatenate(windows))
-        device = next(self.run.model.parameters()).device
-        with torch.inference_mode():
-            embeddings = torch.cat([
-                self.run.model.embed(waves[first : first + self.batch_size].to(device)).float()
-                for first in range(0, len(waves), self.batch_size)
-            ])
-            return _mean_embeddings(embeddings, owners, len(audios))
-
+        return _mean_embeddings(self._embed_waves(np.concatenate(windows)), owners, len(audios))
 
     @property
     def shortest_crop(self) -> float | None:
@@ -398,18 +390,26 @@ class RunEncoder(Encoder):
 
     def embed_crops(self, audios: Sequence[np.ndarray], seconds: float) -> np.ndarray:
         """(N, dim) L2-normalised embeddings of clips no longer than `seconds`, each embedded as one
-        crop of that length (a shorter clip repeated to fill it): for windows at least as long as
-        `shortest_crop`, the lengths the model learnt from, at a fraction of a whole chunk's work."""
+        crop of that length (a shorter clip filled as training filled short crops: `Run.short_fill`):
+        for windows at least as long as `shortest_crop`, lengths the model learnt from, at a fraction
+        of a whole chunk's work."""
         size = round(seconds * self.sample_rate)
-        filled = [np.resize(to_int16(_checked(audio, self.sample_rate, name)), size)
-                  for audio, name in zip(audios, _names(audios, None))]
+        repeat = self.run.short_fill == "repeat"
+        filled = []
+        for audio, name in zip(audios, _names(audios, None)):
+            samples = to_int16(_checked(audio, self.sample_rate, name))[:size]
+            filled.append(np.resize(samples, size) if repeat else np.pad(samples, (0, size - len(samples))))
         if not filled:
             return np.zeros((0, self.dim), dtype=np.float32)
-        waves = torch.from_numpy(np.stack(filled))
+        return _unit(self._embed_waves(np.stack(filled))).cpu().numpy()
+
+    def _embed_waves(self, waves: np.ndarray) -> torch.Tensor:
+        """(N, dim) float embeddings of (N, T) int16 waves, in batches on the model's device."""
+        waves = torch.from_numpy(waves)
         device = next(self.run.model.parameters()).device
         with torch.inference_mode():
-            return torch.cat([_unit(self.run.model.embed(waves[first : first + self.batch_size].to(device)).float())
-                              for first in range(0, len(waves), self.batch_size)]).cpu().numpy()
+            return torch.cat([self.run.model.embed(waves[first : first + self.batch_size].to(device)).float()
+                              for first in range(0, len(waves), self.batch_size)])
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
