@@ -116,7 +116,8 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     began = time.perf_counter()
     adapted = adapt(work / "voices.db", minutes=minutes, epochs=epochs, seed=seed, progress=False,
                     recipe={k: v for k, v in (("model", model), ("options", options),
-                                              ("augment", augment and AugmentConfig.from_dict(augment))) if v is not None})
+                                              ("augment", None if augment is None else AugmentConfig.from_dict(augment)))
+                            if v is not None})
     adapt_seconds = time.perf_counter() - began
 
     voices = VoiceRegistry(work / "voices.db", create=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 import typer.main
@@ -17,6 +17,9 @@ from typer.core import TyperArgument, TyperOption
 
 from speakerid.errors import SpeakerIdError
 from speakerid.threads import INFERENCE_THREADS, TRAIN_THREADS, quiet_openmp, use_threads
+
+if TYPE_CHECKING:
+    from speakerid.augment import AugmentConfig
 
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
@@ -267,7 +270,7 @@ AUG_HELP = "One augmentation setting KEY=VALUE (repeatable), e.g. reverb=0.5 or 
 
 
 def _recipe(head: str | None, margin: float | None, scale: float | None, margin_warmup: float | None, crop: str | None,
-            crop_short: str | None, augment: bool | None, aug: list[str], recipe_augment=None) -> dict:
+            crop_short: str | None, augment: bool | None, aug: list[str], recipe_augment: AugmentConfig | None = None) -> dict:
     """The TrainConfig fields of the training-recipe flags that `train` and `adapt` share (None: not given).
     `--aug` settings change the standard set with --augment, nothing with --no-augment, else the recipe's."""
     from speakerid.augment import STANDARD, AugmentConfig
@@ -277,7 +280,12 @@ def _recipe(head: str | None, margin: float | None, scale: float | None, margin_
     if crop is not None:
         fields["crop"] = _parse_crop(crop)  # None when "off"
     if augment is not None or aug:
-        start = STANDARD if augment else recipe_augment if augment is None and recipe_augment is not None else AugmentConfig()
+        if augment:
+            start = STANDARD
+        elif augment is None and recipe_augment is not None:
+            start = recipe_augment
+        else:
+            start = AugmentConfig()
         fields["augment"] = AugmentConfig.from_dict({**start.to_dict(), **_parse_options(aug, "--aug")})
     return fields
 
