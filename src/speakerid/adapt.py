@@ -42,8 +42,8 @@ def adapt_training(**changes):
     TDNN at 128 channels with plain cross-entropy on random 1.5-3 s crops (short sentences repeated
     to fill a crop), 40 epochs, and one augmentation: gain, so that a voice's level, which a
     registry's recordings share but other recordings do not, is no cue (GE2E hears one level for
-    the same reason). Fused with GE2E this TDNN named and rejected better than the compact CNN on
-    every split measured, at twice the CNN's training time and less than half the 256-channel
+    the same reason). Fused with GE2E this TDNN (measured before the gain was added) named and
+    rejected better than the compact CNN on every split, at twice the CNN's training time and less than half the 256-channel
     TDNN's. On a hundred speakers with a minute each, the angular margin and the other
     augmentations (noise, babble, reverberation, speed, masks) each lowered the open-set figures;
     they stay one option away. Another `model` starts from that family's own options.
