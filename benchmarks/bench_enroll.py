@@ -41,6 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 CACHE = HERE / ".cache" / "enroll"
+LEAD_GRID = (0.0, 0.5, 1.0, 2.0)  # lead weights compared side by side (calibration.LEAD_WEIGHT is the product's)
 
 
 def link(dest: Path, files: list[Path]) -> Path:
@@ -99,7 +100,7 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
         cache: Path = CACHE, augment: dict | None = None) -> None:
     from speakerid.adapt import adapt
     from speakerid.augment import AugmentConfig
-    from speakerid.calibration import (GAP_GRID, Trials, eer, fit_scoring, gather_trials, open_set_curve,
+    from speakerid.calibration import (LEAD_WEIGHT, Trials, eer, fit_scoring, gather_trials, open_set_curve,
                                        operating_point)
     from speakerid.voices import VoiceRegistry
 
@@ -144,22 +145,20 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
     enrolled_seconds = np.array([len(c) / 16000 for _, c in test_kept])
     stranger_seconds = np.array([len(c) / 16000 for _, c in stranger_kept])
 
-    contenders = {"GE2E alone, no lead": ([0], (0.0,)), "GE2E alone": ([0], GAP_GRID), "adapted alone": ([1], GAP_GRID),
-                  "fused, no lead": ([0, 1], (0.0,)), "fused": ([0, 1], GAP_GRID)}
+    contenders = {"GE2E alone, no lead": ([0], 0.0), "GE2E alone": ([0], LEAD_WEIGHT), "adapted alone": ([1], LEAD_WEIGHT),
+                  "fused, no lead": ([0, 1], 0.0), "fused": ([0, 1], LEAD_WEIGHT)}
     print(f"\n{name}: {len(names)} enrolled speakers, {len(cal)} calibration and {len(test)} test strangers; "
           f"{len(test_truth)} enrolled and {len(test_strangers)} stranger test trials"
           f"{'' if seconds is None else f' ({seconds:g}-s clips)'}")
     print(f"enroll {enroll_seconds:.0f} s; adapt {adapt_seconds:.0f} s ({model or 'the recipe'}'s model{'' if options is None else f' {json.dumps(options)}'}{'' if augment is None else f', augment {json.dumps(augment)}'}, {adapted.epochs} epochs, "
           f"{adapted.train_seconds:.0f} s of training, {adapted.recordings} recordings re-embedded)")
-    print("\n| contender | weights | lead weight | closed-set top-1 | enrolled named right | strangers rejected | EER "
-          "| balanced at the best level (oracle) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    answers = {}
-    for label, (keep, gaps) in contenders.items():
+    def measure(keep: list[int], lead: float) -> dict:
+        """The contender scoring with encoders `keep` and lead weight `lead`, calibrated on the
+        calibration trials as `calibrate` does, then judged on the test trials."""
         t = calibration_trials
         calibration = Trials([encoders[k] for k in keep], names, t.enrolled[..., keep], t.truth, t.strangers[..., keep],
                              t.enrolled_seconds, t.stranger_seconds, t.excluded, t.from_enrollment)
-        scoring, _ = fit_scoring(calibration, gaps=gaps)
+        scoring, _ = fit_scoring(calibration, gap=lead)
         fused_enrolled = scoring.fusion.fuse(test_enrolled[..., keep])
         fused_strangers = scoring.fusion.fuse(test_strangers[..., keep])
         best, evidence = scoring.identification(fused_enrolled)
@@ -171,14 +170,33 @@ def run(name: str, seed: int, minutes: float | None, epochs: int | None, model: 
         # the calibrated threshold line moved up or down to where the test itself is balanced
         curve = open_set_curve(evidence - at(enrolled_seconds), right, stranger_evidence - at(stranger_seconds))
         i = operating_point(*curve, None)
-        oracle = min(curve[1][i], curve[2][i])
         own = np.zeros(fused_enrolled.shape, bool)
         own[np.arange(len(test_truth)), test_truth] = True
         rate, _ = eer(fused_enrolled[own], np.concatenate([fused_enrolled[~own], fused_strangers.ravel()]))
-        weights = " + ".join(f"{w:.2f}" for w in scoring.fusion.weights)
-        print(f"| {label} | {weights} | {scoring.gap:g} | {right.mean():.1%} | {named.mean():.1%} | {rejected.mean():.1%} "
-              f"| {rate:.2%} | {oracle:.1%} |")
-        answers[label] = (named, rejected, fused_strangers.argmax(axis=1))
+        return {"scoring": scoring, "right": right, "named": named, "rejected": rejected, "eer": rate,
+                "oracle": min(curve[1][i], curve[2][i]), "closest": fused_strangers.argmax(axis=1)}
+
+    print("\n| contender | weights | lead weight | closed-set top-1 | enrolled named right | strangers rejected | EER "
+          "| balanced at the best level (oracle) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    answers = {}
+    for label, (keep, lead) in contenders.items():
+        m = measure(keep, lead)
+        weights = " + ".join(f"{w:.2f}" for w in m["scoring"].fusion.weights)
+        print(f"| {label} | {weights} | {m['scoring'].gap:g} | {m['right'].mean():.1%} | {m['named'].mean():.1%} "
+              f"| {m['rejected'].mean():.1%} | {m['eer']:.2%} | {m['oracle']:.1%} |")
+        answers[label] = (m["named"], m["rejected"], m["closest"])
+
+    # the lead's weight: the worse of the two shares at the calibrated threshold, and the oracle
+    print("\nlead weight: the worse of named right and rejected at the calibrated threshold (the oracle in brackets)")
+    print("\n| encoders | " + " | ".join(f"lead {lead:g}" for lead in LEAD_GRID) + " |")
+    print("|---|" + "---:|" * len(LEAD_GRID))
+    for label, keep in (("GE2E alone", [0]), ("adapted alone", [1]), ("fused", [0, 1])):
+        cells = []
+        for lead in LEAD_GRID:
+            m = measure(keep, lead)
+            cells.append(f"{min(m['named'].mean(), m['rejected'].mean()):.1%} ({m['oracle']:.1%})")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
     # the fusion weight: what the calibration trials say against what the test trials say
     from speakerid.scoring import Fusion

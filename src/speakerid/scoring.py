@@ -22,7 +22,7 @@ Identification (is this voice one of the N enrolled?) and verification (do two r
 speaker?) have thresholds of their own: a stranger is compared with every enrolled speaker and
 keeps the best score, so identification needs a higher bar than one pairwise comparison. The
 identification score also weighs how far the best speaker leads the second (`Scoring.gap`,
-fitted by calibrate): a stranger often sits between two enrolled voices. Diarization names its
+calibration.LEAD_WEIGHT): a stranger often sits between two enrolled voices. Diarization names its
 clusters without that lead (`Scoring.for_clusters`): in a meeting, a cluster's second-best speaker
 is often another participant whose words leaked into it, so the lead means less than calibration measured.
 """

@@ -52,7 +52,7 @@ class OpenSetAnswer:
     """Who speaks, among the enrolled speakers, or "unknown".
 
     `score` is the identification score (`Scoring.identification`: the best fused score, with its
-    lead over the second best weighed in when calibration found that it helps). `known` is True
+    lead over the second best weighed in). `known` is True
     when it reaches the threshold, False when it does not (then `speaker` is "unknown"), and None
     when there is no threshold to decide with (then `speaker` is merely the closest enrolled
     voice). `ranking` holds (speaker, fused score, {encoder: cosine}) for the best speakers.
