@@ -786,12 +786,14 @@ def diarize(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here as JSON."),
     plot: Optional[Path] = typer.Option(None, help="Draw the timeline here (PNG)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: Optional[int] = _threads(INFERENCE_THREADS, "per encoder (each embeds on a thread of its own)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Who spoke when: turns with enrolled names, and unknown-1, unknown-2, ... for the voices nobody enrolled."""
     from speakerid.diarize import diarize as run_diarize
     from speakerid.progress import print_table
 
+    use_threads(threads)
     report = run_diarize(registry, files, model=model, threshold=threshold, reference=reference, rttm=rttm,
                          json_out=json_out, plot=plot, device=device, progress=not quiet)
     for result in report.recordings:

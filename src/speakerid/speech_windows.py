@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Embedded", "embed_windows", "windows_in"]
 
+EMBEDDING_QUEUE = 2  # batches an encoder may have waiting for its thread
+
 
 @dataclass
 class Embedded:
@@ -62,10 +64,15 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
     (`Ge2eEncoder.partials`), each at the level it has and every other one also at the speech
     level; a window's embedding is the mean of the partials lying inside it (the partial nearest
     its middle when none fits: a window shorter than a partial). Other encoders embed the windows'
-    audio. Regions go in order, in batches of `config.batch` partials or windows, so memory holds
-    one batch beside the embeddings; `advance` is told each second of the recording done.
+    audio. Regions go in order, in batches of `config.batch` partials or windows. With several
+    encoders, each embeds its batches on a thread of its own while this one cuts the next regions
+    (torch computes outside the GIL: the GE2E LSTM ran 2.0x on two threads on two cores), with at
+    most EMBEDDING_QUEUE batches waiting per encoder, so memory holds a few batches beside the
+    embeddings; one encoder embeds on this thread (docs/benchmarks.md, "Diarization": a thread
+    of its own was 6 % slower). `advance` is told each second of the recording done.
     """
     import torch
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     rate = voices.encoder.sample_rate
     encoders = voices.encoders
@@ -73,53 +80,69 @@ def embed_windows(voices, audio: np.ndarray, regions: list[tuple[float, float]],
     partials: list[np.ndarray] = []  # (n, 2) spans of GE2E's partials, in seconds
     pending: list[list] = [[] for _ in encoders]  # per encoder: partials, or windows' audio, waiting for a batch
     waiting = [0] * len(encoders)  # how many partials or windows that is
-    done: list[list[np.ndarray]] = [[] for _ in encoders]
-    levelled: list[np.ndarray] = []  # every other GE2E partial, at the speech level
-    levelled_pieces: list[np.ndarray] = []  # their (n, 2) spans
+    done: list[list[Future]] = [[] for _ in encoders]  # per encoder, its batches' (embeddings, levelled GE2E ones or None)
+    levelled_pieces: list[np.ndarray] = []  # the (n, 2) spans of every other GE2E partial, heard at the speech level
+
+    def embed(encoder, batch: list) -> tuple[np.ndarray, np.ndarray | None]:
+        if hasattr(encoder, "partials"):
+            units = torch.cat([u for u, _ in batch])
+            naming = torch.cat([u[::2] * g[::2, None, None] for u, g in batch])  # every other one, levelled
+            return encoder.embed_units(units).cpu().numpy(), encoder.embed_units(naming).cpu().numpy()
+        if (getattr(encoder, "shortest_crop", None) or np.inf) <= config.window:
+            return encoder.embed_crops(batch, config.window), None  # a crop's work, not a chunk's
+        return encoder.embed_many(batch), None
+
+    workers = ([ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{k}") for k in range(len(encoders))]
+               if len(encoders) > 1 else [None])
 
     def flush(k: int) -> None:
         if pending[k]:
-            if hasattr(encoders[k], "partials"):
-                units = torch.cat([u for u, _ in pending[k]])
-                naming = torch.cat([u[::2] * g[::2, None, None] for u, g in pending[k]])  # every other one, levelled
-                done[k].append(encoders[k].embed_units(units).cpu().numpy())
-                levelled.append(encoders[k].embed_units(naming).cpu().numpy())
-            elif (getattr(encoders[k], "shortest_crop", None) or np.inf) <= config.window:
-                done[k].append(encoders[k].embed_crops(pending[k], config.window))  # a crop's work, not a chunk's
+            if workers[k] is None:
+                done[k].append(Future())
+                done[k][-1].set_result(embed(encoders[k], pending[k]))
             else:
-                done[k].append(encoders[k].embed_many(pending[k]))
+                if len(done[k]) >= EMBEDDING_QUEUE:
+                    done[k][-EMBEDDING_QUEUE].result()  # let the encoder catch up before queueing more
+                done[k].append(workers[k].submit(embed, encoders[k], pending[k]))
             pending[k], waiting[k] = [], 0
 
-    reported = 0
-    for start, end in regions:
-        windows = windows_in([(start, end)], config)
-        spans += windows
-        for k, encoder in enumerate(encoders if windows else []):
-            if hasattr(encoder, "partials"):
-                starts, units, gains = encoder.partials(to_float32(audio[round(start * rate) : round(end * rate)]), config.hop)
-                first = start + starts / rate
-                partials.append(np.stack([first, np.minimum(first + encoder.partial_samples / rate, end)], axis=1))
-                levelled_pieces.append(partials[-1][::2])
-                pending[k].append((units, gains))
-                waiting[k] += len(units)
-            else:
-                pending[k] += [to_float32(audio[round(s * rate) : round(e * rate)]) for s, e in windows]
-                waiting[k] += len(windows)
-            if waiting[k] >= config.batch:
-                flush(k)
-        advance(int(end) - reported)
-        reported = int(end)
-    for k in range(len(encoders)):
-        flush(k)
+    try:
+        reported = 0
+        for start, end in regions:
+            windows = windows_in([(start, end)], config)
+            spans += windows
+            for k, encoder in enumerate(encoders if windows else []):
+                if hasattr(encoder, "partials"):
+                    starts, units, gains = encoder.partials(to_float32(audio[round(start * rate) : round(end * rate)]), config.hop)
+                    first = start + starts / rate
+                    partials.append(np.stack([first, np.minimum(first + encoder.partial_samples / rate, end)], axis=1))
+                    levelled_pieces.append(partials[-1][::2])
+                    pending[k].append((units, gains))
+                    waiting[k] += len(units)
+                else:
+                    pending[k] += [to_float32(audio[round(s * rate) : round(e * rate)]) for s, e in windows]
+                    waiting[k] += len(windows)
+                if waiting[k] >= config.batch:
+                    flush(k)
+            advance(int(end) - reported)
+            reported = int(end)
+        for k in range(len(encoders)):
+            flush(k)
+        results = [[future.result() for future in futures] for futures in done]
+    finally:
+        for worker in workers:
+            if worker is not None:
+                worker.shutdown(cancel_futures=True)
     advance(int(len(audio) / rate) - reported)
     window_spans = np.array(spans, dtype=np.float64).reshape(-1, 2)
     result = Embedded(spans, [], [], [])
     for k, encoder in enumerate(encoders):
-        vectors = np.concatenate(done[k]) if done[k] else np.zeros((0, encoder.dim), np.float32)
+        vectors = np.concatenate([v for v, _ in results[k]]) if results[k] else np.zeros((0, encoder.dim), np.float32)
         if hasattr(encoder, "partials") and spans:
             pieces = np.concatenate(partials)
+            levelled = np.concatenate([v for _, v in results[k]])
             result.parts.append(_window_means(vectors, pieces, window_spans))
-            result.named.append(_window_means(np.concatenate(levelled), np.concatenate(levelled_pieces), window_spans))
+            result.named.append(_window_means(levelled, np.concatenate(levelled_pieces), window_spans))
             result.units.append((pieces, vectors))
         else:
             result.parts.append(vectors)
