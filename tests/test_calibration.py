@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -386,3 +387,17 @@ def test_calibrate_refuses_what_it_cannot_use(enrolled, short_takes, tmp_path):
     with pytest.raises(RegistryError, match="no such registry"):
         calibrate(tmp_path / "missing.db", strangers, progress=False)
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_calibrate_reports_an_unusable_stranger_file_once_and_goes_on(enrolled, tmp_path):
+    path, strangers, _ = enrolled
+    odd = tmp_path / "strangers"
+    shutil.copytree(strangers, odd, symlinks=True)
+    (odd / "odd").mkdir()
+    write_wav(odd / "odd" / "silence.wav", np.zeros(8 * 16000, dtype=np.float32), 16000)  # 8 s: clips of 1.5, 3 and 6 s
+    (odd / "odd" / "broken.wav").write_bytes(b"RIFF not a wave")
+    result = calibrate(path, odd, store=False, progress=False)
+    reasons = dict(result.failed)
+    assert "speech" in reasons[str(odd / "odd" / "silence.wav")] and "readable" in reasons[str(odd / "odd" / "broken.wav")]
+    assert not [f for f, _ in result.failed if f.startswith(str(odd / "odd" / "silence.wav") + " [")]  # not its clips too
+    assert result.report["stranger_trials"] > result.report["simulated_stranger_trials"]  # the real strangers were scored

@@ -533,12 +533,14 @@ def _score_files(voices, files: list[Path], failed: list, advance, n_speakers: i
     rows, seconds = [], []
     for path in files:
         try:
-            for clip, label, length in _clips(load_audio(path), str(path)):
+            for index, (clip, label, length) in enumerate(_clips(load_audio(path), str(path))):
                 try:
                     rows.append(voices.score([clip], [label]).cosines[0])
                     seconds.append(length)
                 except AudioError as err:
                     failed.append((label, err.reason))
+                    if index == 0:  # the whole recording: its clips hold less of the same audio; reported once
+                        break
         except (AudioError, RegistryError) as err:
             failed.append((str(path), getattr(err, "reason", str(err))))
         advance()
