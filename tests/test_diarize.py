@@ -103,18 +103,6 @@ def test_an_enrolled_voice_merged_into_another_is_taken_back_out(meeting):
     assert set(names.values()) == {first, second}
 
 
-def test_windows_embedded_on_worker_threads_in_small_batches_match_one_batch(meeting):
-    """Each encoder embeds its batches on a thread of its own, a few queued at a time: batches of 4
-    (dozens of them, the queue full most of the time) give the windows the embeddings one batch gives."""
-    _, voices, mixed = meeting
-    regions = [(t.start, t.end) for t in mixed.turns if t.end <= 60]
-    small = embed_windows(voices, mixed.audio, regions, DiarizeConfig(batch=4))
-    whole = embed_windows(voices, mixed.audio, regions, DiarizeConfig(batch=10_000))
-    assert small.spans == whole.spans and len(small.spans) > 40
-    for a, b in zip(small.parts + small.named, whole.parts + whole.named):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-
-
 def test_nobody_enrolled_everyone_unknown(meeting, tmp_path):
     _, _, mixed = meeting
     empty = VoiceRegistry(tmp_path / "empty.db")

@@ -298,6 +298,38 @@ def test_windows_as_long_as_the_shortest_training_crop_embed_at_their_own_length
     np.testing.assert_allclose(embedded.parts[0][0], crops[0], atol=1e-5)
 
 
+def test_two_encoders_embed_windows_on_threads_of_their_own_as_one_batch_would(ge2e, run_encoder, takes, monkeypatch):
+    """With two encoders each embeds on a worker thread, a few batches queued at a time: batches of 4
+    (many of them, the queue full most of the time, both threads at work) give every window the
+    embeddings one batch gives, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from speakerid.diarize import DiarizeConfig
+    from speakerid import speech_windows
+
+    class Voices:  # what embed_windows reads of a VoiceRegistry
+        encoder = ge2e
+        encoders = [ge2e, run_encoder]
+
+    audio = np.concatenate(next(iter(takes.values())))
+    regions = [(float(s), s + 1.9) for s in range(0, int(len(audio) / SAMPLE_RATE) - 2, 2)]  # 2 windows each
+    threads = set()
+    submit = ThreadPoolExecutor.submit
+
+    def spy(pool, fn, *args, **kwargs):  # which threads the batches go to
+        threads.add(pool._thread_name_prefix)
+        return submit(pool, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", spy)
+    small = speech_windows.embed_windows(Voices, audio, regions, DiarizeConfig(batch=4))
+    monkeypatch.undo()
+    whole = speech_windows.embed_windows(Voices, audio, regions, DiarizeConfig(batch=10_000))
+    assert threads == {"embed-0", "embed-1"}
+    assert small.spans == whole.spans and len(small.spans) >= 2 * len(regions) > 10
+    for a, b in zip(small.parts + small.named, whole.parts + whole.named):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_a_run_trained_on_padded_crops_pads_a_short_window(run_dir, takes, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     config["train"]["crop_short"] = "pad"
