@@ -203,11 +203,11 @@ def operating_point(thresholds: np.ndarray, named: np.ndarray, rejected: np.ndar
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 # Weight of the best speaker's lead over the second in the identification score: fixed, not fitted.
-# Chosen per registry on a grid (0, 0.5, 1, 2) by the balanced accuracy on the calibration trials,
-# the weights' figures there differed by a point or less, within what ten strangers can tell, and
-# the choice mostly moved the threshold: 2 was chosen on most splits and let in the most test
-# strangers; a fixed 1 was as good or better on average for GE2E alone, the adapted encoder alone
-# and both fused (docs/benchmarks.md, "The lead's weight: fixed").
+# When calibration chose it per registry on a grid (0, 0.5, 1, 2) by the balanced accuracy on its
+# trials, the weights' figures there differed by a point or less, within what ten strangers can
+# tell, and the choice mostly moved the threshold: 2 was chosen on most splits and let in the most
+# test strangers; a fixed 1 did as well or better on average for GE2E alone, the adapted encoder
+# alone and both fused (docs/benchmarks.md, "The lead's weight: fixed at 1").
 LEAD_WEIGHT = 1.0
 SLOPE_GRID = np.round(np.linspace(0.0, 0.2, 41), 3)  # threshold rise per unit of log(seconds)
 DURATION_EDGES = (1.25, 2.5, 5.0, 10.0, 20.0)  # seconds: the report groups trials by length between these
